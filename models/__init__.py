@@ -1,0 +1,5 @@
+"""Network definitions (torch): Koch et al.'s Siamese network, the report's variants and a residual tower."""
+
+from models.siamese import ModelConfig, SiameseNet, build_model
+
+__all__ = ["ModelConfig", "SiameseNet", "build_model"]

@@ -1,0 +1,103 @@
+"""Towers: one image in, one embedding out. Both twins of a Siamese network share one tower."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CNNBlock(nn.Module):
+    """conv -> ReLU -> [2x2 max-pool] -> [BatchNorm] -> [dropout], named as the report prints them."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, pool: bool, batchnorm: bool, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel_size=kernel)
+        self.relu = nn.ReLU()
+        if pool:
+            self.max_pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        if batchnorm:
+            self.batch = nn.BatchNorm2d(cout)
+        if dropout > 0:
+            self.drop = nn.Dropout(p=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+class KochTower(nn.Module):
+    """Koch et al. (2015): valid convolutions, max-pools, then a sigmoid dense layer as the embedding."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        channels: tuple[int, ...],
+        kernels: tuple[int, ...],
+        pools: tuple[bool, ...],
+        batchnorm: bool,
+        dropout: float,
+        embedding: int,
+    ) -> None:
+        super().__init__()
+        blocks, cin, side = [], in_channels, input_size
+        for cout, kernel, pool in zip(channels, kernels, pools, strict=True):
+            blocks.append(CNNBlock(cin, cout, kernel, pool, batchnorm, dropout))
+            side = side - kernel + 1
+            side = side // 2 if pool else side
+            cin = cout
+        if side < 1:
+            raise ValueError(f"input size {input_size} is too small for kernels {kernels}")
+        self.layers = nn.ModuleList(blocks)
+        self.linear1 = nn.Sequential(nn.Linear(cin * side * side, embedding), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.layers:
+            x = block(x)
+        return self.linear1(torch.flatten(x, 1))
+
+
+class BasicBlock(nn.Module):
+    """Residual block: two 3x3 convolutions with BatchNorm, a projection shortcut when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNetTower(nn.Module):
+    """A small residual tower for a small data set: stem, strided stages, global pooling, a linear embedding."""
+
+    def __init__(
+        self, in_channels: int, channels: tuple[int, ...], blocks: tuple[int, ...], embedding: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)
+        )
+        stages, cin = [], channels[0]
+        for cout, count in zip(channels, blocks, strict=True):
+            stages.extend(BasicBlock(cin if i == 0 else cout, cout, 2 if i == 0 else 1) for i in range(count))
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.embed = nn.Linear(cin, embedding, bias=False)
+        self.bn = nn.BatchNorm1d(embedding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.bn(self.embed(self.drop(x)))

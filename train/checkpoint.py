@@ -1,0 +1,60 @@
+"""Checkpoints and run files: written atomically, read with `torch.load(weights_only=True)`."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from verify_cli.errors import FaceverifyError
+
+FORMAT = "faceverify-checkpoint/1"
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """Save a checkpoint dictionary atomically."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> None:
+    """Save JSON atomically."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint safely (no code runs from the file), or raise one clear line."""
+    path = Path(path)
+    if not path.exists():
+        raise FaceverifyError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        raise FaceverifyError(f"{path}: is a directory, expected a checkpoint file")
+    if path.stat().st_size == 0:
+        raise FaceverifyError(f"{path}: empty checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file; all mean the same to a user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FaceverifyError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj or "config" not in obj:
+        raise FaceverifyError(f"{path}: not a faceverify checkpoint (format {FORMAT} expected)")
+    return obj

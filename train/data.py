@@ -1,0 +1,197 @@
+"""Training data: LFW images decoded once into memory, pair sets, the protocol splits and augmentation."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from verify_cli.lfw import LFWRoot, Pair, image_relpath, person_of
+from verify_cli.preprocess import Preprocess, load_prepared, normalize
+
+SMOKE_PAIRS = 12  # pairs per class and split in --dry-run mode
+
+
+@dataclass
+class ImageBank:
+    """Every image a run needs, decoded and prepared once: uint8 (N, C, H, W) and a path -> row index."""
+
+    paths: list[str]
+    pixels: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.index = {p: i for i, p in enumerate(self.paths)}
+
+    def batch(self, rows: np.ndarray, spec: Preprocess) -> torch.Tensor:
+        """Model input for some rows, normalised exactly as at serving time."""
+        return torch.from_numpy(normalize(self.pixels[rows], spec))
+
+
+def load_bank(lfw: LFWRoot, relpaths: list[str], spec: Preprocess, workers: int = 4) -> ImageBank:
+    """Decode and prepare images in a thread pool (Pillow releases the GIL while decoding)."""
+    paths = sorted(set(relpaths))
+    with ThreadPoolExecutor(workers) as pool:
+        arrays = list(pool.map(lambda p: load_prepared(lfw.image(p), spec), paths))
+    return ImageBank(paths, np.stack(arrays) if arrays else np.zeros((0, spec.channels, spec.size, spec.size), np.uint8))
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Pairs as rows into an ImageBank, with labels (1 = same person)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+
+def pair_set(bank: ImageBank, pairs: list[Pair]) -> PairSet:
+    """Index pairs into a bank."""
+    return PairSet(
+        np.array([bank.index[p.left] for p in pairs], dtype=np.int64),
+        np.array([bank.index[p.right] for p in pairs], dtype=np.int64),
+        np.array([p.same for p in pairs], dtype=np.float32),
+    )
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """The restricted protocol's split: a seeded random permutation, the last `val_fraction` validates."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = int(round(len(pairs) * val_fraction))
+    return [pairs[i] for i in order[: len(pairs) - n_val]], [pairs[i] for i in order[len(pairs) - n_val :]]
+
+
+def split_people(people: list[str], val_fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """The unrestricted protocol's split: a seeded tenth of the people validates, disjoint from training."""
+    order = np.random.default_rng(seed).permutation(len(people))
+    n_val = int(round(len(people) * val_fraction))
+    ordered = [sorted(people)[i] for i in order]
+    return set(ordered[n_val:]), set(ordered[:n_val])
+
+
+def smoke_subset(pairs: list[Pair], per_class: int = SMOKE_PAIRS) -> list[Pair]:
+    """A handful of pairs of each class, for --dry-run."""
+    return [p for p in pairs if p.same][:per_class] + [p for p in pairs if not p.same][:per_class]
+
+
+def pairs_within(pairs: list[Pair], people: set[str]) -> list[Pair]:
+    """The pairs whose people all belong to a set."""
+    return [p for p in pairs if all(name in people for name in p.people)]
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[np.ndarray]:
+    """Row indices in batches; shuffled when a generator is given."""
+    order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def identity_batches(
+    labels: np.ndarray, per_batch: int, per_identity: int, generator: torch.Generator
+) -> Iterator[np.ndarray]:
+    """P identities x K images per batch (people with one image fill in as extra negatives)."""
+    rows_of: dict[int, np.ndarray] = {}
+    for ident in np.unique(labels):
+        rows_of[int(ident)] = np.flatnonzero(labels == ident)
+    multi = [i for i, rows in rows_of.items() if rows.size >= 2]
+    order = torch.randperm(len(multi), generator=generator).numpy()
+    steps = max(1, math.ceil(len(multi) / per_batch))
+    for step in range(steps):
+        chosen = [multi[j] for j in order[step * per_batch : (step + 1) * per_batch]]
+        rows = []
+        for ident in chosen:
+            own = rows_of[ident]
+            pick = torch.randperm(own.size, generator=generator).numpy()[:per_identity]
+            rows.extend(own[pick].tolist())
+        yield np.array(rows, dtype=np.int64)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Koch et al.'s affine distortions (rotation +-10 deg, shear +-0.3, scale 0.8-1.2, shift +-2 px) and flips."""
+    n, _, h, w = x.shape
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator)
+
+    angle = uniform(-10, 10) * math.pi / 180
+    shear = uniform(-0.3, 0.3)
+    scale = uniform(0.8, 1.2)
+    tx, ty = uniform(-2, 2) * 2 / w, uniform(-2, 2) * 2 / h
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # inverse map (output -> input coordinates): rotation @ shear @ scale, with an optional mirror in x
+    a11, a12 = cos / scale, (cos * shear - sin) / scale
+    a21, a22 = sin / scale, (sin * shear + cos) / scale
+    theta = torch.stack([torch.stack([a11 * flip, a12, tx], 1), torch.stack([a21 * flip, a22, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass
+class Data:
+    """What one training run reads: the bank and its splits."""
+
+    bank: ImageBank
+    train: PairSet
+    val: PairSet
+    test: PairSet
+    train_labels: np.ndarray | None = None  # unrestricted: identity of each training image row
+    train_rows: np.ndarray | None = None  # unrestricted: bank rows of the training images
+
+
+def make_data(cfg_protocol: str, lfw: LFWRoot, spec: Preprocess, val_fraction: float, seed: int, smoke: bool) -> Data:
+    """Build the splits of a protocol. DevTest is loaded for the final report only."""
+    dev_train, dev_test = lfw.pairs("train"), lfw.pairs("test")
+    if smoke:
+        dev_train, dev_test = smoke_subset(dev_train, 2 * SMOKE_PAIRS), smoke_subset(dev_test)
+    if cfg_protocol == "restricted":
+        train_pairs, val_pairs = split_pairs(dev_train, val_fraction, seed)
+        needed = [p for pair in dev_train + dev_test for p in (pair.left, pair.right)]
+        bank = load_bank(lfw, needed, spec)
+        return Data(bank, pair_set(bank, train_pairs), pair_set(bank, val_pairs), pair_set(bank, dev_test))
+    if cfg_protocol != "unrestricted":
+        raise ValueError(f"unknown protocol {cfg_protocol!r}")
+    people = lfw.people("train")
+    if smoke:
+        names = sorted({n for p in dev_train for n in p.people})
+        people = {n: people[n] for n in names}
+    train_people, val_people = split_people(list(people), val_fraction, seed)
+    val_pairs = pairs_within(dev_train, val_people) + mined_pairs(people, val_people, seed)
+    train_images = [img for name in sorted(train_people) for img in lfw.person_images(name, people[name])]
+    needed = train_images + [p for pair in val_pairs + dev_test for p in (pair.left, pair.right)]
+    bank = load_bank(lfw, needed, spec)
+    ident = {name: i for i, name in enumerate(sorted(train_people))}
+    train_rows = np.array([bank.index[p] for p in train_images], dtype=np.int64)
+    train_labels = np.array([ident[person_of(p)] for p in train_images], dtype=np.int64)
+    empty = PairSet(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    return Data(bank, empty, pair_set(bank, val_pairs), pair_set(bank, dev_test), train_labels, train_rows)
+
+
+def mined_pairs(people: dict[str, int], among: set[str], seed: int, per_class: int = 500) -> list[Pair]:
+    """Extra validation pairs from held-out people: matched pairs of people with 2+ images, random mismatches."""
+    rng = np.random.default_rng(seed + 1)
+    names = sorted(among)
+    multi = [n for n in names if people[n] >= 2]
+    matched: set[tuple[str, str]] = set()
+    for _ in range(per_class * 20):
+        if len(matched) >= per_class or not multi:
+            break
+        name = multi[rng.integers(len(multi))]
+        i, j = sorted(rng.choice(people[name], 2, replace=False) + 1)
+        matched.add((image_relpath(name, int(i)), image_relpath(name, int(j))))
+    mismatched: set[tuple[str, str]] = set()
+    for _ in range(per_class * 20):
+        if len(mismatched) >= len(matched) or len(names) < 2:
+            break
+        a, b = rng.choice(len(names), 2, replace=False)
+        na, nb = names[a], names[b]
+        i, j = rng.integers(people[na]) + 1, rng.integers(people[nb]) + 1
+        mismatched.add((image_relpath(na, int(i)), image_relpath(nb, int(j))))
+    return [Pair(a, b, True) for a, b in sorted(matched)] + [Pair(a, b, False) for a, b in sorted(mismatched)]

@@ -1,0 +1,279 @@
+"""The training loop: `fit` runs epochs with early stopping and atomic checkpoints; `finalize` reports once."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from models import SiameseNet, build_model
+from train import checkpoint
+from train.config import TrainConfig
+from train.data import Data, ImageBank, PairSet, augment, batches, identity_batches
+from train.losses import CosFace, in_batch_pair_loss
+from verify_cli import metrics
+from verify_cli.errors import FaceverifyError
+from verify_cli.preprocess import Preprocess
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    """Every random draw of an epoch derives from (seed, epoch), so a resumed run repeats an unbroken one."""
+    return cfg.seed * 1_000_003 + epoch
+
+
+@torch.no_grad()
+def embed_rows(model: SiameseNet, bank: ImageBank, rows: np.ndarray, spec: Preprocess, device: torch.device,
+               batch_size: int = 256) -> torch.Tensor:
+    """Embeddings (eval mode) for bank rows, in batches."""
+    model.eval()
+    out = [model.embed(bank.batch(rows[s : s + batch_size], spec).to(device)) for s in range(0, rows.size, batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@torch.no_grad()
+def pair_probabilities(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess,
+                       device: torch.device) -> tuple[np.ndarray, float]:
+    """Probability of "same" for each pair, each distinct image embedded once; and the mean BCE loss."""
+    rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
+    emb = embed_rows(model, bank, rows, spec, device)
+    n = len(pairs)
+    logits = model.score(emb[inverse[:n]], emb[inverse[n:]])
+    labels = torch.from_numpy(pairs.labels).to(logits.device)
+    loss = float(F.binary_cross_entropy_with_logits(logits, labels))
+    return torch.sigmoid(logits).double().cpu().numpy(), loss
+
+
+@dataclass
+class State:
+    """What a resumed run needs besides the model: optimiser, schedule, history, early-stopping counters."""
+
+    model: SiameseNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    identity_loss: CosFace | None
+    history: list[dict[str, Any]]
+    best: float
+    bad_epochs: int = 0
+    done: bool = False
+
+
+def _build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    identity_loss = None
+    params = list(model.parameters())
+    if cfg.protocol == "unrestricted":
+        classes = int(data.train_labels.max()) + 1
+        identity_loss = CosFace(cfg.model.embedding, classes, cfg.margin, cfg.margin_scale).to(device)
+        params += list(identity_loss.parameters())
+    if cfg.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    best = math.inf if cfg.monitor == "val_loss" else -math.inf
+    return State(model, optimizer, scheduler, identity_loss, [], best)
+
+
+def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
+    return {
+        "format": checkpoint.FORMAT,
+        "config": cfg.as_dict(),
+        "model": st.model.state_dict(),
+        "optimizer": st.optimizer.state_dict(),
+        "scheduler": st.scheduler.state_dict(),
+        "identity_loss": st.identity_loss.state_dict() if st.identity_loss is not None else {},
+        "history": st.history,
+        "best": st.best,
+        "bad_epochs": st.bad_epochs,
+        "done": st.done,
+    }
+
+
+def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> None:
+    if saved["config"] != cfg.as_dict():
+        raise FaceverifyError(f"{path}: was written by a different configuration; use another --run-dir")
+    st.model.load_state_dict(saved["model"])
+    st.optimizer.load_state_dict(saved["optimizer"])
+    st.scheduler.load_state_dict(saved["scheduler"])
+    if st.identity_loss is not None:
+        st.identity_loss.load_state_dict(saved["identity_loss"])
+    st.history, st.best = list(saved["history"]), float(saved["best"])
+    st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
+
+
+def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, epoch: int,
+                 progress: Progress) -> tuple[float, float]:
+    """One pass over the training data; returns mean loss and accuracy (at probability 0.5)."""
+    seed = epoch_seed(cfg, epoch)
+    torch.manual_seed(seed)  # dropout
+    gen = torch.Generator().manual_seed(seed)  # order and augmentation
+    st.model.train()
+    spec = cfg.preprocess
+    if cfg.protocol == "restricted":
+        steps = math.ceil(len(data.train) / cfg.batch_size)
+        batch_rows = batches(len(data.train), cfg.batch_size, gen)
+    else:
+        steps = None
+        batch_rows = identity_batches(data.train_labels, cfg.identities_per_batch, cfg.images_per_identity, gen)
+    task = progress.add_task(f"epoch {epoch}", total=steps)
+    total_loss = total_acc = 0.0
+    count = 0
+    for rows in batch_rows:
+        if cfg.protocol == "restricted":
+            images = np.concatenate([data.train.left[rows], data.train.right[rows]])
+        else:
+            images = data.train_rows[rows]
+        x = data.bank.batch(images, spec)
+        if cfg.augment:
+            x = augment(x, gen)
+        emb = st.model.embed(x.to(device))
+        if cfg.protocol == "restricted":
+            n = rows.size
+            logits = st.model.score(emb[:n], emb[n:])
+            y = torch.from_numpy(data.train.labels[rows]).to(device)
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            acc = float(((logits > 0).float() == y).float().mean())
+        else:
+            labels = torch.from_numpy(data.train_labels[rows]).to(device)
+            pair_loss, acc = in_batch_pair_loss(st.model, emb, labels)
+            loss = pair_loss + st.identity_loss(emb, labels)
+        st.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        st.optimizer.step()
+        total_loss += loss.item() * len(rows)
+        total_acc += acc * len(rows)
+        count += len(rows)
+        progress.update(task, advance=1, description=f"epoch {epoch} loss {total_loss / count:.4f}")
+    progress.remove_task(task)
+    return total_loss / max(count, 1), total_acc / max(count, 1)
+
+
+def _improved(cfg: TrainConfig, value: float, best: float) -> bool:
+    return value < best if cfg.monitor == "val_loss" else value > best
+
+
+def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, console: Console | None = None,
+        max_epochs: int | None = None) -> list[dict[str, Any]]:
+    """Train until early stopping or the epoch limit; keeps `best.pt` (monitored figure) and `last.pt`."""
+    console = console or Console(stderr=True)
+    device = pick_device()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    st = _build_state(cfg, data, device)
+    last = run_dir / LAST
+    if resume and last.exists():
+        _restore(cfg, st, checkpoint.load(last), last)
+        console.print(f"resuming {run_dir} after epoch {len(st.history)}")
+    elif (run_dir / BEST).exists() or last.exists():
+        raise FaceverifyError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    limit = max_epochs or cfg.max_epochs
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        while not st.done and len(st.history) < limit:
+            epoch = len(st.history) + 1
+            start = time.perf_counter()
+            train_loss, train_acc = _train_epoch(cfg, st, data, device, epoch, progress)
+            lr = st.optimizer.param_groups[0]["lr"]
+            st.scheduler.step()
+            probs, val_loss = pair_probabilities(st.model, data.bank, data.val, cfg.preprocess, device)
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "val_loss": val_loss,
+                "val_accuracy": float(np.mean((probs >= 0.5) == (data.val.labels > 0.5))),
+                "val_auc": metrics.roc_auc(probs, data.val.labels),
+                "lr": lr,
+                "seconds": time.perf_counter() - start,
+            }
+            st.history.append(row)
+            value = row[cfg.monitor]
+            if _improved(cfg, value, st.best):
+                st.best, st.bad_epochs = value, 0
+                checkpoint.save(_best_dict(cfg, st.model, row), run_dir / BEST)
+            else:
+                st.bad_epochs += 1
+            st.done = st.bad_epochs >= cfg.patience or epoch >= cfg.max_epochs
+            checkpoint.save(_state_dict(cfg, st), last)
+            checkpoint.save_json(st.history, run_dir / "history.json")
+            mark = "*" if st.bad_epochs == 0 else " "
+            console.print(
+                f"epoch {epoch:3d}{mark} train loss {train_loss:.4f} acc {train_acc:.3f} | val loss {val_loss:.4f} "
+                f"acc {row['val_accuracy']:.3f} auc {row['val_auc']:.3f} | lr {lr:.2e} | {row['seconds']:.1f}s"
+            )
+    if st.done and st.bad_epochs >= cfg.patience:
+        console.print(f"early stop: no better {cfg.monitor} for {cfg.patience} epochs")
+    return st.history
+
+
+def _best_dict(cfg: TrainConfig, model: SiameseNet, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": checkpoint.FORMAT,
+        "config": cfg.as_dict(),
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "epoch": row["epoch"],
+        "selected_by": cfg.monitor,
+        "validation": {k: row[k] for k in ("val_loss", "val_accuracy", "val_auc")},
+    }
+
+
+def load_model(saved: dict[str, Any]) -> tuple[TrainConfig, SiameseNet]:
+    """Rebuild a network in eval mode from a best/last checkpoint dictionary."""
+    cfg = TrainConfig.from_dict(saved["config"])
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict(saved["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise FaceverifyError(f"checkpoint weights do not fit preset {cfg.preset}: {str(exc).splitlines()[0]}") from None
+    return cfg, model.eval()
+
+
+def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[str, Any]:
+    """Choose the threshold on validation, report DevTest once, and store both in `best.pt` and summary.json."""
+    console = console or Console(stderr=True)
+    best_path = run_dir / BEST
+    saved = checkpoint.load(best_path)
+    cfg, model = load_model(saved)
+    device = pick_device()
+    model.to(device)
+    val_probs, val_loss = pair_probabilities(model, data.bank, data.val, cfg.preprocess, device)
+    threshold = metrics.best_threshold(val_probs, data.val.labels)
+    test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)
+    history = checkpoint.load(run_dir / LAST)["history"]
+    summary = {
+        "preset": cfg.preset,
+        "protocol": cfg.protocol,
+        "epoch": saved["epoch"],
+        "epochs_run": len(history),
+        "seconds": sum(r["seconds"] for r in history),
+        "train_loss": history[saved["epoch"] - 1]["train_loss"],
+        "threshold": threshold,
+        "threshold_rule": "accuracy-maximising threshold on the validation pairs",
+        "validation": {"loss": val_loss, **metrics.report(val_probs, data.val.labels, threshold).as_dict()},
+        "test": {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()},
+        "test_accuracy_at_0_5": float(np.mean((test_probs >= 0.5) == (data.test.labels > 0.5))),
+        "device": str(device),
+    }
+    saved.update(threshold=threshold, summary=summary)
+    checkpoint.save(saved, best_path)
+    checkpoint.save_json(summary, run_dir / "summary.json")
+    return {"summary": summary, "val_probs": val_probs, "test_probs": test_probs}

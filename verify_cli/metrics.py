@@ -1,0 +1,138 @@
+"""Verification metrics in NumPy: threshold choice, accuracy, ROC AUC, EER, TAR at FAR and k-fold accuracy.
+
+The threshold is chosen here and nowhere else: on validation scores, never on test pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).astype(bool).ravel()
+    if scores.shape != labels.shape or scores.size == 0:
+        raise ValueError("scores and labels must be non-empty and of equal length")
+    return scores, labels
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct score threshold (decide same when score >= t)."""
+    scores, labels = _check(scores, labels)
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    tps = np.cumsum(y)[distinct]
+    fps = np.cumsum(~y)[distinct]
+    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    tpr = np.r_[0.0, tps / pos]
+    fpr = np.r_[0.0, fps / neg]
+    thresholds = np.r_[np.inf, s[distinct]]
+    return fpr, tpr, thresholds
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half)."""
+    fpr, tpr, _ = roc_curve(scores, labels)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The error rate where false accepts equal false rejects (linear interpolation on the ROC)."""
+    fpr, tpr, _ = roc_curve(scores, labels)
+    fnr = 1.0 - tpr
+    diff = fpr - fnr
+    idx = int(np.argmax(diff >= 0))
+    if idx == 0:
+        return float(fpr[0])
+    d0, d1 = diff[idx - 1], diff[idx]
+    w = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[idx - 1] + w * (fpr[idx] - fpr[idx - 1]))
+
+
+def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
+    """True accept rate at the largest false accept rate not above `far` (0 if none reaches it)."""
+    fpr, tpr, _ = roc_curve(scores, labels)
+    ok = fpr <= far + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the highest accuracy (midpoint between neighbouring scores; ties: the middle one)."""
+    scores, labels = _check(scores, labels)
+    s = np.unique(scores)
+    candidates = np.r_[s[0] - 1e-6, (s[:-1] + s[1:]) / 2, s[-1] + 1e-6]
+    acc = np.array([np.mean((scores >= t) == labels) for t in candidates])
+    best = np.flatnonzero(acc == acc.max())
+    return float(candidates[best[len(best) // 2]])
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the project reports for one set of scored pairs at one fixed threshold."""
+
+    pairs: int
+    threshold: float
+    accuracy: float
+    roc_auc: float
+    eer: float
+    tar_far_1e2: float
+    tar_far_1e3: float
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    def as_dict(self) -> dict:
+        """Plain dictionary for JSON."""
+        return asdict(self)
+
+
+def report(scores: np.ndarray, labels: np.ndarray, threshold: float) -> Report:
+    """Score pairs at a threshold fixed beforehand, plus the threshold-free figures."""
+    scores, labels = _check(scores, labels)
+    pred = scores >= threshold
+    return Report(
+        pairs=int(scores.size),
+        threshold=float(threshold),
+        accuracy=float(np.mean(pred == labels)),
+        roc_auc=roc_auc(scores, labels),
+        eer=equal_error_rate(scores, labels),
+        tar_far_1e2=tar_at_far(scores, labels, 1e-2),
+        tar_far_1e3=tar_at_far(scores, labels, 1e-3),
+        tp=int(np.sum(pred & labels)),
+        fp=int(np.sum(pred & ~labels)),
+        tn=int(np.sum(~pred & ~labels)),
+        fn=int(np.sum(~pred & labels)),
+    )
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One fold of View 2: threshold chosen on the other folds, accuracy on this one."""
+
+    fold: int
+    threshold: float
+    accuracy: float
+    roc_auc: float
+
+
+def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[list[FoldResult], float, float]:
+    """LFW View 2: per fold, threshold chosen on the other folds; mean accuracy and its standard error."""
+    scores, labels = _check(scores, labels)
+    folds = np.asarray(folds).ravel()
+    ids = np.unique(folds)
+    if ids.size < 2:
+        raise ValueError("k-fold evaluation needs at least two folds")
+    results = []
+    for f in ids:
+        test = folds == f
+        t = best_threshold(scores[~test], labels[~test])
+        acc = float(np.mean((scores[test] >= t) == labels[test]))
+        results.append(FoldResult(int(f), t, acc, roc_auc(scores[test], labels[test])))
+    accs = np.array([r.accuracy for r in results])
+    stderr = float(accs.std(ddof=1) / math.sqrt(accs.size))
+    return results, float(accs.mean()), stderr
