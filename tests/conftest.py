@@ -1,0 +1,43 @@
+"""Shared fixtures: the LFW data root (tests that need it skip with a reason when it is absent) and a tiny run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("FACEVERIFY_DATA", REPO.parent / "shared" / "data" / "lfw"))
+HAVE_LFW = (DATA_ROOT / "lfw-py" / "lfw-deepfunneled").is_dir()
+needs_lfw = pytest.mark.skipif(not HAVE_LFW, reason=f"no LFW data root at {DATA_ROOT} (set FACEVERIFY_DATA)")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The LFW data root; skips the test when there is none."""
+    if not HAVE_LFW:
+        pytest.skip(f"no LFW data root at {DATA_ROOT} (set FACEVERIFY_DATA)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def lfw_images(data_root: Path) -> list[Path]:
+    """A few real LFW images: two of one person, then two other people."""
+    base = data_root / "lfw-py" / "lfw-deepfunneled"
+    return [
+        base / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg",
+        base / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg",
+        base / "AJ_Cook" / "AJ_Cook_0001.jpg",
+        base / "Marsha_Thomason" / "Marsha_Thomason_0001.jpg",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished --dry-run training of the smallest report preset on real images: its run folder."""
+    from train.__main__ import run
+
+    run_dir = tmp_path_factory.mktemp("runs") / "exp9"
+    run("exp9", data_root, run_dir, resume=False, epochs=2, seed=None, dry_run=True, threads=0)
+    return run_dir

@@ -1,0 +1,79 @@
+"""The model's self-description: the ONNX `metadata_props` keys export writes and the CLI reads back.
+
+Graph contract (one ONNX file, two independent subgraphs):
+  inputs  images [N, C, H, W] float32, embedding_a [M, D] float32, embedding_b [M, D] float32
+  outputs embeddings [N, D] = tower(images), probability [M] = head(embedding_a, embedding_b)
+so each distinct image is embedded once and any pairing is scored afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from verify_cli.errors import FaceverifyError
+from verify_cli.preprocess import Preprocess
+
+FORMAT_VERSION = "1"
+INPUT_IMAGES, INPUT_A, INPUT_B = "images", "embedding_a", "embedding_b"
+OUTPUT_EMBEDDINGS, OUTPUT_PROBABILITY = "embeddings", "probability"
+
+K_FORMAT = "faceverify.format"
+K_PREPROCESS = "faceverify.preprocess"  # Preprocess.to_json()
+K_INPUT = "faceverify.input"  # {"channels", "height", "width"}
+K_EMBEDDING = "faceverify.embedding_size"
+K_THRESHOLD = "faceverify.threshold"
+K_THRESHOLD_RULE = "faceverify.threshold_rule"
+K_PRESET = "faceverify.preset"
+K_ARCHITECTURE = "faceverify.architecture"  # ModelConfig as JSON
+K_PROTOCOL = "faceverify.protocol"
+K_TRAINING = "faceverify.training"  # TrainConfig as JSON
+K_VALIDATION = "faceverify.validation"  # figures on validation pairs (JSON)
+K_DEVTEST = "faceverify.devtest"  # figures on pairsDevTest, reported once (JSON)
+K_PARITY = "faceverify.parity"  # PyTorch vs ONNX Runtime figures (JSON)
+K_VERSIONS = "faceverify.versions"  # {"torch", "onnx", "onnxruntime", "faceverify"}
+K_CREATED = "faceverify.created"  # ISO 8601 UTC
+K_COMMIT = "faceverify.git_commit"
+
+REQUIRED = (K_FORMAT, K_PREPROCESS, K_EMBEDDING, K_THRESHOLD)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a caller needs from a faceverify model, parsed and checked."""
+
+    preprocess: Preprocess
+    embedding_size: int
+    threshold: float
+    props: dict[str, str]
+
+    def figure(self, key: str) -> dict[str, Any]:
+        """A JSON-valued property as a dictionary ({} when absent)."""
+        text = self.props.get(key)
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+def parse(props: dict[str, str], source: str) -> ModelInfo:
+    """Check and parse metadata_props, or raise one line naming the model and what is missing."""
+    missing = [k for k in REQUIRED if k not in props]
+    if missing:
+        raise FaceverifyError(f"{source}: not a faceverify model (metadata {', '.join(missing)} missing)")
+    if props[K_FORMAT] != FORMAT_VERSION:
+        raise FaceverifyError(f"{source}: model format {props[K_FORMAT]!r} not supported (expected {FORMAT_VERSION})")
+    try:
+        preprocess = Preprocess.from_json(props[K_PREPROCESS])
+        embedding = int(props[K_EMBEDDING])
+        threshold = float(props[K_THRESHOLD])
+    except (FaceverifyError, ValueError) as exc:
+        raise FaceverifyError(f"{source}: invalid faceverify metadata ({exc})") from None
+    if embedding < 1 or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        raise FaceverifyError(f"{source}: invalid faceverify metadata (embedding {embedding}, threshold {threshold})")
+    return ModelInfo(preprocess, embedding, threshold, dict(props))

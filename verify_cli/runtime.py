@@ -1,0 +1,131 @@
+"""ONNX Runtime session for a faceverify model: provider choice, embedding and pair scoring (no torch)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from verify_cli import modelmeta
+from verify_cli.errors import FaceverifyError
+
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+BUNDLED_MODEL = "faceverify.onnx"
+
+
+def bundled_model_path() -> Path:
+    """The default model that ships inside the package."""
+    return Path(str(resources.files("verify_cli") / "assets" / BUNDLED_MODEL))
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence native log output (ONNX Runtime's CUDA loader errors) on file descriptor 2."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class Model:
+    """A loaded faceverify model: `embed` images, `score` pairs of embeddings, `info` its metadata."""
+
+    def __init__(self, path: str | os.PathLike | None = None, provider: str = "auto", threads: int = 0) -> None:
+        self.path = Path(path) if path is not None else bundled_model_path()
+        if provider not in ("auto", *PROVIDERS):
+            raise FaceverifyError(f"unknown provider {provider!r}; choose auto, cuda or cpu")
+        self._check_file()
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(4)
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        wanted = {"auto": ["cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[provider]
+        available = ort.get_available_providers()
+        names = [PROVIDERS[p] for p in wanted if PROVIDERS[p] in available]
+        if provider == "cuda" and PROVIDERS["cuda"] not in names:
+            raise FaceverifyError("provider cuda: this ONNX Runtime build has no CUDA execution provider")
+        try:
+            with _quiet_stderr():
+                if PROVIDERS["cuda"] in names and hasattr(ort, "preload_dlls"):
+                    with contextlib.suppress(Exception):
+                        ort.preload_dlls()
+                self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=names)
+        except Exception as exc:  # ONNX Runtime raises its own exception types for unreadable models
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise FaceverifyError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+        self.provider = self.session.get_providers()[0]
+        if provider == "cuda" and self.provider != PROVIDERS["cuda"]:
+            raise FaceverifyError("provider cuda: CUDA is not usable on this machine (no GPU or CUDA libraries)")
+        self.info = modelmeta.parse(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self._check_graph()
+
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            raise FaceverifyError(f"{self.path}: no such model file")
+        if self.path.is_dir():
+            raise FaceverifyError(f"{self.path}: is a directory, expected an .onnx model file")
+        if self.path.stat().st_size == 0:
+            raise FaceverifyError(f"{self.path}: empty model file")
+
+    def _check_graph(self) -> None:
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        spec = self.info.preprocess
+        expected_in = {modelmeta.INPUT_IMAGES, modelmeta.INPUT_A, modelmeta.INPUT_B}
+        expected_out = {modelmeta.OUTPUT_EMBEDDINGS, modelmeta.OUTPUT_PROBABILITY}
+        if set(inputs) != expected_in or not expected_out <= outputs:
+            raise FaceverifyError(
+                f"{self.path}: model inputs {sorted(inputs)} / outputs {sorted(outputs)} are not faceverify's "
+                f"({sorted(expected_in)} -> {sorted(expected_out)})"
+            )
+        shape = inputs[modelmeta.INPUT_IMAGES]
+        if len(shape) != 4 or list(shape[1:]) != [spec.channels, spec.size, spec.size]:
+            raise FaceverifyError(
+                f"{self.path}: model input shape {shape} does not match its preprocessing "
+                f"({spec.channels}x{spec.size}x{spec.size})"
+            )
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold stored in the model (chosen on validation data)."""
+        return self.info.threshold
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embeddings for a batch of preprocessed images (N, C, H, W) float32."""
+        d = self.info.embedding_size
+        empty = np.zeros((0, d), np.float32)
+        feeds = {modelmeta.INPUT_IMAGES: np.ascontiguousarray(images, np.float32),
+                 modelmeta.INPUT_A: empty, modelmeta.INPUT_B: empty}
+        return self.session.run([modelmeta.OUTPUT_EMBEDDINGS], feeds)[0]
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Probability of "same person" for pairs of embeddings (M, D) and (M, D)."""
+        spec = self.info.preprocess
+        feeds = {
+            modelmeta.INPUT_IMAGES: np.zeros((0, spec.channels, spec.size, spec.size), np.float32),
+            modelmeta.INPUT_A: np.ascontiguousarray(a, np.float32),
+            modelmeta.INPUT_B: np.ascontiguousarray(b, np.float32),
+        }
+        return self.session.run([modelmeta.OUTPUT_PROBABILITY], feeds)[0].reshape(-1)
+
+
+def available_providers() -> list[str]:
+    """Execution providers this ONNX Runtime build offers (not all may be usable on this machine)."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
