@@ -146,32 +146,49 @@ class Data:
     train_rows: np.ndarray | None = None  # unrestricted: bank rows of the training images
 
 
-def make_data(cfg_protocol: str, lfw: LFWRoot, spec: Preprocess, val_fraction: float, seed: int, smoke: bool) -> Data:
-    """Build the splits of a protocol. DevTest is loaded for the final report only."""
+@dataclass(frozen=True)
+class Splits:
+    """A protocol's pair lists (image paths only, nothing decoded): what trains, validates and reports."""
+
+    train: list[Pair]  # restricted: the training pairs; unrestricted: none (identities train)
+    val: list[Pair]
+    test: list[Pair]
+    people: dict[str, int]  # unrestricted: training people -> image count; restricted: none
+
+
+def protocol_splits(protocol: str, lfw: LFWRoot, val_fraction: float, seed: int, smoke: bool = False) -> Splits:
+    """The splits of a protocol, seeded; training and export both rebuild the validation pairs from here."""
     dev_train, dev_test = lfw.pairs("train"), lfw.pairs("test")
     if smoke:
         dev_train, dev_test = smoke_subset(dev_train, 2 * SMOKE_PAIRS), smoke_subset(dev_test)
-    if cfg_protocol == "restricted":
+    if protocol == "restricted":
         train_pairs, val_pairs = split_pairs(dev_train, val_fraction, seed)
-        needed = [p for pair in dev_train + dev_test for p in (pair.left, pair.right)]
-        bank = load_bank(lfw, needed, spec)
-        return Data(bank, pair_set(bank, train_pairs), pair_set(bank, val_pairs), pair_set(bank, dev_test))
-    if cfg_protocol != "unrestricted":
-        raise ValueError(f"unknown protocol {cfg_protocol!r}")
+        return Splits(train_pairs, val_pairs, dev_test, {})
+    if protocol != "unrestricted":
+        raise ValueError(f"unknown protocol {protocol!r}")
     people = lfw.people("train")
     if smoke:
         names = sorted({n for p in dev_train for n in p.people})
         people = {n: people[n] for n in names}
     train_people, val_people = split_people(list(people), val_fraction, seed)
     val_pairs = pairs_within(dev_train, val_people) + mined_pairs(people, val_people, seed)
-    train_images = [img for name in sorted(train_people) for img in lfw.person_images(name, people[name])]
-    needed = train_images + [p for pair in val_pairs + dev_test for p in (pair.left, pair.right)]
-    bank = load_bank(lfw, needed, spec)
-    ident = {name: i for i, name in enumerate(sorted(train_people))}
+    return Splits([], val_pairs, dev_test, {name: people[name] for name in sorted(train_people)})
+
+
+def make_data(cfg_protocol: str, lfw: LFWRoot, spec: Preprocess, val_fraction: float, seed: int, smoke: bool) -> Data:
+    """Build the splits of a protocol. DevTest is loaded for the final report only."""
+    splits = protocol_splits(cfg_protocol, lfw, val_fraction, seed, smoke)
+    pair_images = [p for pair in splits.train + splits.val + splits.test for p in (pair.left, pair.right)]
+    if cfg_protocol == "restricted":
+        bank = load_bank(lfw, pair_images, spec)
+        return Data(bank, pair_set(bank, splits.train), pair_set(bank, splits.val), pair_set(bank, splits.test))
+    train_images = [img for name, count in splits.people.items() for img in lfw.person_images(name, count)]
+    bank = load_bank(lfw, train_images + pair_images, spec)
+    ident = {name: i for i, name in enumerate(splits.people)}
     train_rows = np.array([bank.index[p] for p in train_images], dtype=np.int64)
     train_labels = np.array([ident[person_of(p)] for p in train_images], dtype=np.int64)
     empty = PairSet(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    return Data(bank, empty, pair_set(bank, val_pairs), pair_set(bank, dev_test), train_labels, train_rows)
+    return Data(bank, empty, pair_set(bank, splits.val), pair_set(bank, splits.test), train_labels, train_rows)
 
 
 def mined_pairs(people: dict[str, int], among: set[str], seed: int, per_class: int = 500) -> list[Pair]:
