@@ -27,6 +27,7 @@ class ModelConfig:
     input_size: int = 105
     input_channels: int = 1
     init: str = "report"  # "report": weights N(0, 0.01); "koch": the paper's; "torch": PyTorch's defaults
+    flip_average: bool = False  # at inference, embed image and mirror image and add the two
 
     def as_dict(self) -> dict:
         """Plain dictionary (lists for tuples) for checkpoints and metadata."""
@@ -42,13 +43,16 @@ class ModelConfig:
 class SiameseNet(nn.Module):
     """Twin towers with shared weights and a head: forward(a, b) returns the logit of "same person"."""
 
-    def __init__(self, tower: nn.Module, head: nn.Module) -> None:
+    def __init__(self, tower: nn.Module, head: nn.Module, flip_average: bool = False) -> None:
         super().__init__()
         self.tower = tower
         self.head = head
+        self.flip_average = flip_average
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """One embedding per image."""
+        """One embedding per image (in eval mode, optionally averaged with the mirrored image's)."""
+        if self.flip_average and not self.training:
+            return self.tower(x) + self.tower(torch.flip(x, dims=[3]))
         return self.tower(x)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,7 +60,7 @@ class SiameseNet(nn.Module):
         return self.head(a, b)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.head(self.tower(a), self.tower(b))
+        return self.head(self.embed(a), self.embed(b))
 
     def probability(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Probability of "same person" for pairs of images."""
@@ -97,6 +101,6 @@ def build_model(cfg: ModelConfig) -> SiameseNet:
         head = CosineHead(cfg.embedding)
     else:
         raise ValueError(f"unknown head {cfg.head!r}")
-    model = SiameseNet(tower, head)
+    model = SiameseNet(tower, head, cfg.flip_average)
     _initialise(model, cfg.init)
     return model

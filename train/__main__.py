@@ -11,11 +11,11 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError
+from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
 from verify_cli.lfw import DEFAULT_DATA_ROOT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -38,7 +38,7 @@ def main(
     try:
         run(preset, data_root, run_dir, resume, epochs, seed, dry_run, threads)
     except FaceverifyError as exc:
-        console.print(f"error: {exc.message}", style="red", markup=False, highlight=False)
+        print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
         console.print("interrupted: the last complete epoch is saved; continue with --resume", markup=False)

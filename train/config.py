@@ -22,6 +22,7 @@ class TrainConfig:
     momentum: float = 0.5  # sgd only
     weight_decay: float = 1e-2
     lr_decay: float = 0.99  # multiplied into the learning rate after every epoch (the report's 1%)
+    schedule: str = "exponential"  # "exponential" (lr_decay per epoch) or "cosine" (to zero at max_epochs)
     batch_size: int = 32
     max_epochs: int = 200
     patience: int = 20  # stop after this many epochs without a better monitored validation figure
@@ -83,7 +84,25 @@ PRESETS: dict[str, TrainConfig] = {
         ),
     ]
 }
-DEFAULT_PRESET = "exp9"
+PRESETS["fv-resnet"] = TrainConfig(
+    preset="fv-resnet",
+    description="residual tower, CosFace + pair loss on DevTrain identities, face crop, RGB 64x64",
+    model=ModelConfig(
+        tower="resnet", channels=(32, 64, 128, 256), blocks=(1, 1, 1, 1), embedding=128, head="cosine",
+        input_size=64, input_channels=3, init="torch",
+    ),
+    preprocess=Preprocess(size=64, channels=3, crop=0.5, mean=0.5, std=0.5),
+    protocol="unrestricted",
+    optimizer="adamw",
+    lr=2e-3,
+    weight_decay=5e-2,
+    schedule="cosine",
+    max_epochs=40,
+    patience=15,
+    monitor="val_auc",
+    augment=True,
+)
+DEFAULT_PRESET = "fv-resnet"
 
 
 def get_preset(name: str) -> TrainConfig:

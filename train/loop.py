@@ -89,7 +89,12 @@ def _build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    if cfg.schedule == "cosine":
+        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=cfg.max_epochs
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     best = math.inf if cfg.monitor == "val_loss" else -math.inf
     return State(model, optimizer, scheduler, identity_loss, [], best)
 
@@ -175,7 +180,7 @@ def _improved(cfg: TrainConfig, value: float, best: float) -> bool:
 def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, console: Console | None = None,
         max_epochs: int | None = None) -> list[dict[str, Any]]:
     """Train until early stopping or the epoch limit; keeps `best.pt` (monitored figure) and `last.pt`."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     device = pick_device()
     run_dir.mkdir(parents=True, exist_ok=True)
     st = _build_state(cfg, data, device)
@@ -249,7 +254,7 @@ def load_model(saved: dict[str, Any]) -> tuple[TrainConfig, SiameseNet]:
 
 def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[str, Any]:
     """Choose the threshold on validation, report DevTest once, and store both in `best.pt` and summary.json."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     best_path = run_dir / BEST
     saved = checkpoint.load(best_path)
     cfg, model = load_model(saved)

@@ -17,3 +17,11 @@ class FaceverifyError(Exception):
     def message(self) -> str:
         """The single line shown to the user."""
         return str(self)
+
+
+def print_error(message: str) -> None:
+    """Write one `error: ...` line on stderr, unwrapped and uncoloured, so scripts and people can read it."""
+    import sys
+
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.flush()

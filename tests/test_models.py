@@ -1,0 +1,50 @@
+"""Every preset builds the structure the report prints, and the Siamese network is symmetric in shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import build_model
+from train.config import PRESETS, TrainConfig
+
+REPORT_LINEAR = {
+    "exp1": (9216, 4096), "exp2": (9216, 4096), "exp3": (9216, 4096), "exp4": (4608, 4096),
+    "exp5": (41472, 4096), "exp6": (2304, 120), "exp7": (1152, 120), "exp8": (1152, 32),
+    "exp9": (1152, 32), "exp10": (1152, 32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPORT_LINEAR))
+def test_report_presets_match_the_report(name: str) -> None:
+    cfg = PRESETS[name]
+    model = build_model(cfg.model)
+    linear = model.tower.linear1[0]
+    assert (linear.in_features, linear.out_features) == REPORT_LINEAR[name]
+    assert model.head.linear2.in_features == REPORT_LINEAR[name][1]
+    first = model.tower.layers[0]
+    assert first.conv.kernel_size == (10, 10) and first.conv.in_channels == 1
+    assert [type(m).__name__ for m in first.children()][:4] == ["Conv2d", "ReLU", "MaxPool2d", "BatchNorm2d"]
+    dropout = getattr(first, "drop", None)
+    assert (dropout.p if dropout else 0.0) == (0.0 if name == "exp1" else 0.7)
+    assert cfg.batch_size == (32 if name in ("exp9", "exp10") else 64)
+    assert cfg.max_epochs == (50 if name == "exp10" else 200)
+    assert cfg.optimizer == ("sgd" if name in ("exp1", "exp2") else "adamw")
+
+
+def test_report_init_is_normal_0_001() -> None:
+    model = build_model(PRESETS["exp9"].model)
+    weight = model.tower.layers[1].conv.weight.detach()
+    assert abs(float(weight.std()) - 0.01) < 0.002 and abs(float(weight.mean())) < 0.002
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_runs_and_round_trips(name: str) -> None:
+    cfg = PRESETS[name]
+    assert TrainConfig.from_dict(cfg.as_dict()) == cfg
+    model = build_model(cfg.model).eval()
+    x = torch.rand(2, cfg.model.input_channels, cfg.model.input_size, cfg.model.input_size)
+    with torch.no_grad():
+        logits = model(x, x.flip(0))
+        assert logits.shape == (2,)
+        assert torch.allclose(logits, model(x.flip(0), x), atol=1e-5)  # the head is symmetric
