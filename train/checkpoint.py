@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -52,6 +53,11 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise FaceverifyError(f"{path}: empty checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own text here suggests weights_only=False, which would run code
+        raise FaceverifyError(
+            f"{path}: not a readable checkpoint (corrupt, not a PyTorch file, or holding objects beyond tensors "
+            "and plain data)"
+        ) from None
     except Exception as exc:  # torch raises many types for a damaged file; all mean the same to a user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FaceverifyError(f"{path}: not a readable checkpoint ({first[:160]})") from None
