@@ -35,6 +35,7 @@ def main(
 ) -> None:
     """Train a Siamese network on LFW View 1 and write RUN/best.pt, history.json, curves.png, roc.png."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background, where SIGINT is ignored
     try:
         run(preset, data_root, run_dir, resume, epochs, seed, dry_run, threads)
     except FaceverifyError as exc:
