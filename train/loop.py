@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from models import SiameseNet, build_model
+from models.heads import CosineHead
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import Data, ImageBank, PairSet, augment, batches, identity_batches
@@ -252,14 +253,39 @@ def load_model(saved: dict[str, Any]) -> tuple[TrainConfig, SiameseNet]:
     return cfg, model.eval()
 
 
+def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess, device: torch.device) -> bool:
+    """Refit a cosine head's scale and bias on validation pairs (people training never saw); False for other heads."""
+    if not isinstance(model.head, CosineHead):
+        return False
+    rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
+    emb = embed_rows(model, bank, rows, spec, device)
+    n = len(pairs)
+    a, b = emb[inverse[:n]], emb[inverse[n:]]
+    labels = torch.from_numpy(pairs.labels).to(emb.device)
+    head = model.head
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(head(a, b), labels) + 1e-4 * head.scale**2  # finite if separable
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return True
+
+
 def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[str, Any]:
-    """Choose the threshold on validation, report DevTest once, and store both in `best.pt` and summary.json."""
+    """Calibrate and choose the threshold on validation, report DevTest once; store both in best.pt, summary.json."""
     console = console or Console(stderr=True, soft_wrap=True)
     best_path = run_dir / BEST
     saved = checkpoint.load(best_path)
     cfg, model = load_model(saved)
     device = pick_device()
     model.to(device)
+    if calibrate_head(model, data.bank, data.val, cfg.preprocess, device):
+        saved["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     val_probs, val_loss = pair_probabilities(model, data.bank, data.val, cfg.preprocess, device)
     threshold = metrics.best_threshold(val_probs, data.val.labels)
     test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)
@@ -272,7 +298,8 @@ def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[
         "seconds": sum(r["seconds"] for r in history),
         "train_loss": history[saved["epoch"] - 1]["train_loss"],
         "threshold": threshold,
-        "threshold_rule": "accuracy-maximising threshold on the validation pairs",
+        "threshold_rule": "accuracy-maximising threshold on the validation pairs"
+        + (" (cosine head calibrated on the same pairs)" if isinstance(model.head, CosineHead) else ""),
         "validation": {"loss": val_loss, **metrics.report(val_probs, data.val.labels, threshold).as_dict()},
         "test": {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()},
         "test_accuracy_at_0_5": float(np.mean((test_probs >= 0.5) == (data.test.labels > 0.5))),
