@@ -302,6 +302,7 @@ def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[
         + (" (cosine head calibrated on the same pairs)" if isinstance(model.head, CosineHead) else ""),
         "validation": {"loss": val_loss, **metrics.report(val_probs, data.val.labels, threshold).as_dict()},
         "test": {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()},
+        "parameters": sum(p.numel() for p in model.parameters()),
         "test_accuracy_at_0_5": float(np.mean((test_probs >= 0.5) == (data.test.labels > 0.5))),
         "device": str(device),
     }

@@ -14,7 +14,7 @@ from verify_cli import metrics
 
 COLUMNS = [
     "preset", "protocol", "val_loss", "val_accuracy", "train_loss", "test_loss", "test_accuracy", "test_auc",
-    "threshold", "best_epoch", "epochs", "seconds", "device",
+    "threshold", "best_epoch", "epochs", "seconds", "parameters", "device",
 ]
 
 
@@ -78,6 +78,7 @@ def results_row(summary: dict[str, Any]) -> dict[str, str]:
         "best_epoch": str(summary["epoch"]),
         "epochs": str(summary["epochs_run"]),
         "seconds": f"{summary['seconds']:.0f}",
+        "parameters": str(summary.get("parameters", "")),
         "device": summary["device"],
     }
 
