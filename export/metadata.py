@@ -1,0 +1,98 @@
+"""The model's self-description: build the metadata_props dictionary (keys from verify_cli.modelmeta) and write it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+import verify_cli
+from train.config import TrainConfig
+from verify_cli import modelmeta
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = (
+    "faceverify Siamese face verification model: embeddings = tower(images); "
+    "probability = sigmoid(head(embedding_a, embedding_b)). See metadata_props faceverify.*"
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def git_commit(repo: Path = REPO) -> str:
+    """The commit the exporting code was at (`git rev-parse HEAD`), or "unknown"."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that made and checked the model."""
+    import onnxruntime
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "faceverify": verify_cli.__version__,
+    }
+
+
+def threshold_rule(summary: dict[str, Any], cfg: TrainConfig) -> str:
+    """How the stored threshold was chosen, in words: on validation pairs, never on DevTest."""
+    rule = summary.get("threshold_rule", "accuracy-maximising threshold on the validation pairs")
+    pairs = summary.get("validation", {}).get("pairs")
+    count = f"{pairs} " if pairs is not None else ""
+    return f"{rule} ({count}validation pairs, {cfg.protocol} protocol, seed {cfg.seed}); DevTest chose nothing"
+
+
+def build_metadata(saved: dict[str, Any], cfg: TrainConfig, embedding: int) -> dict[str, str]:
+    """Everything a caller needs, as metadata_props strings (JSON for structured values)."""
+    summary = saved["summary"]
+    spec = cfg.preprocess
+    validation = {**summary["validation"], "epoch": saved.get("epoch"), "selected_by": saved.get("selected_by")}
+    props = {
+        modelmeta.K_FORMAT: modelmeta.FORMAT_VERSION,
+        modelmeta.K_PREPROCESS: spec.to_json(),
+        modelmeta.K_INPUT: _json({"channels": spec.channels, "height": spec.size, "width": spec.size}),
+        modelmeta.K_EMBEDDING: str(embedding),
+        modelmeta.K_THRESHOLD: repr(float(saved["threshold"])),
+        modelmeta.K_THRESHOLD_RULE: threshold_rule(summary, cfg),
+        modelmeta.K_PRESET: cfg.preset,
+        modelmeta.K_ARCHITECTURE: _json(cfg.model.as_dict()),
+        modelmeta.K_PROTOCOL: cfg.protocol,
+        modelmeta.K_TRAINING: _json(cfg.as_dict()),
+        modelmeta.K_VALIDATION: _json(validation),
+        modelmeta.K_DEVTEST: _json(summary["test"]),
+        modelmeta.K_VERSIONS: _json(versions()),
+        modelmeta.K_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        modelmeta.K_COMMIT: git_commit(),
+    }
+    return props
+
+
+def add_parity(props: dict[str, str], parity: dict[str, Any]) -> dict[str, str]:
+    """The metadata with the measured parity figures added."""
+    return {**props, modelmeta.K_PARITY: _json(parity)}
+
+
+def set_metadata(proto: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Replace a model's metadata_props (and describe the graph contract in its doc string)."""
+    del proto.metadata_props[:]
+    for key in sorted(props):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, props[key]
+    proto.doc_string = DOC
+

@@ -1,0 +1,144 @@
+"""The export stage as one plain function: finalized checkpoint -> ONNX -> checks -> parity -> metadata -> rename."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+from rich.console import Console
+
+from export.config import ExportConfig
+from export.metadata import add_parity, build_metadata, set_metadata
+from export.onnx_graph import check_graph, export_graph
+from export.parity import ParityReport, measure_parity, parity_pairs
+from models import SiameseNet
+from train import checkpoint
+from train.config import TrainConfig
+from train.loop import load_model
+from verify_cli.errors import FaceverifyError
+from verify_cli.lfw import LFWRoot
+from verify_cli.runtime import Model
+
+GraphTransform = Callable[[onnx.ModelProto], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and measured."""
+
+    model_path: Path
+    parity_path: Path
+    parity: ParityReport
+    metadata: dict[str, str]
+
+
+def parity_report_path(model_path: Path) -> Path:
+    """The parity JSON beside a model: faceverify.onnx -> faceverify.parity.json."""
+    return model_path.with_name(f"{model_path.stem}.parity.json")
+
+
+def load_finalized(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig, SiameseNet]:
+    """A finalized checkpoint (threshold chosen on validation, DevTest reported), its configuration and network."""
+    path = Path(path)
+    saved = checkpoint.load(path)
+    if "threshold" not in saved or "summary" not in saved:
+        raise FaceverifyError(
+            f"{path}: checkpoint has no decision threshold (training was not finalized); "
+            "finish the run with `python -m train --resume` and export its best.pt"
+        )
+    try:
+        cfg, model = load_model(saved)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise FaceverifyError(f"{path}: checkpoint configuration unreadable ({type(exc).__name__}: {exc})") from None
+    if (cfg.model.input_channels, cfg.model.input_size) != (cfg.preprocess.channels, cfg.preprocess.size):
+        raise FaceverifyError(
+            f"{path}: network input {cfg.model.input_channels}x{cfg.model.input_size} does not match its "
+            f"preprocessing {cfg.preprocess.channels}x{cfg.preprocess.size}"
+        )
+    return saved, cfg, model
+
+
+def _check_output(out: Path) -> None:
+    if out.is_dir():
+        raise FaceverifyError(f"{out}: is a directory; --out names the .onnx file to write")
+    if out.suffix != ".onnx":
+        raise FaceverifyError(f"{out}: the model file name must end in .onnx")
+
+
+def _check_roundtrip(path: str, props: dict[str, str]) -> None:
+    """Open the finished file the way the CLI does and insist its metadata reads back unchanged."""
+    got = Model(path, provider="cpu").info.props
+    if got != props:
+        differ = sorted(k for k in set(got) | set(props) if got.get(k) != props.get(k))
+        raise FaceverifyError(f"metadata did not read back through ONNX Runtime: {', '.join(differ)} differ")
+
+
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    """Write JSON atomically, readable by all like the model beside it."""
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+        os.chmod(tmp, 0o644)
+
+    checkpoint.write_atomic(path, write)
+
+
+def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, data_root: str | os.PathLike,
+                 config: ExportConfig | None = None, console: Console | None = None,
+                 transform: GraphTransform | None = None) -> ExportResult:
+    """Export a finalized checkpoint to `out` only if ONNX Runtime matches PyTorch on real validation pairs.
+
+    `transform` edits the traced graph before the checks (tests use it to prove a wrong graph is refused).
+    Nothing is left at `out` unless every check passes: the model is built in a temporary file and renamed.
+    """
+    config = config or ExportConfig()
+    console = console or Console(stderr=True, quiet=True)
+    out = Path(out)
+    _check_output(out)
+    saved, cfg, model = load_finalized(checkpoint_path)
+    lfw = LFWRoot.open(data_root)
+    pairs = parity_pairs(cfg, lfw, config)
+    source = (f"validation pairs of preset {cfg.preset} ({cfg.protocol} protocol, "
+              f"val_fraction {cfg.val_fraction}, seed {cfg.seed})")
+    built: dict[str, Any] = {}
+
+    def build(tmp: str) -> None:
+        console.print(f"tracing {cfg.preset} to ONNX (opset {config.opset})")
+        dim = export_graph(model, cfg.preprocess, tmp, config.opset)
+        proto = onnx.load(tmp)
+        if transform is not None:
+            transform(proto)
+        props = build_metadata(saved, cfg, dim)
+        set_metadata(proto, props)
+        onnx.save(proto, tmp)
+        check_graph(tmp)
+        console.print(f"parity on {len(pairs)} real LFW {source}")
+        report = measure_parity(model, tmp, lfw, pairs, cfg.preprocess, float(saved["threshold"]), config, source)
+        if not report.passed:
+            raise FaceverifyError(
+                f"parity check failed on {report.pairs} validation pairs: {'; '.join(report.failures())}; "
+                f"no model written to {out}"
+            )
+        props = add_parity(props, report.as_dict())
+        set_metadata(proto, props)
+        onnx.save(proto, tmp)
+        check_graph(tmp)
+        _check_roundtrip(tmp, props)
+        os.chmod(tmp, 0o644)
+        built.update(report=report, props=props)
+
+    try:
+        checkpoint.write_atomic(out, build)
+    except OSError as exc:
+        raise FaceverifyError(f"{out}: cannot write the model ({exc.strerror or exc})") from None
+    parity_path = parity_report_path(out)
+    report: ParityReport = built["report"]
+    _write_json({"model": out.name, "checkpoint": str(checkpoint_path), "opset": config.opset, **report.as_dict()},
+                parity_path)
+    return ExportResult(out, parity_path, report, built["props"])
+
