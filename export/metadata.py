@@ -54,8 +54,8 @@ def threshold_rule(summary: dict[str, Any], cfg: TrainConfig) -> str:
     """How the stored threshold was chosen, in words: on validation pairs, never on DevTest."""
     rule = summary.get("threshold_rule", "accuracy-maximising threshold on the validation pairs")
     pairs = summary.get("validation", {}).get("pairs")
-    count = f"{pairs} " if pairs is not None else ""
-    return f"{rule} ({count}validation pairs, {cfg.protocol} protocol, seed {cfg.seed}); DevTest chose nothing"
+    count = f"{pairs} validation pairs, " if pairs is not None else ""
+    return f"{rule}; {count}{cfg.protocol} protocol, seed {cfg.seed}; DevTest chose nothing"
 
 
 def build_metadata(saved: dict[str, Any], cfg: TrainConfig, embedding: int) -> dict[str, str]:
