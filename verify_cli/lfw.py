@@ -142,7 +142,7 @@ class LFWRoot:
     image_set: str = "deepfunneled"
 
     @classmethod
-    def open(cls, root: str | os.PathLike, image_set: str = "deepfunneled") -> "LFWRoot":
+    def open(cls, root: str | os.PathLike, image_set: str = "deepfunneled") -> LFWRoot:
         """Check that the root and its image folder exist; raise one clear line naming what is missing."""
         if image_set not in IMAGE_SETS:
             raise FaceverifyError(f"unknown image set {image_set!r}; choose one of {', '.join(IMAGE_SETS)}")

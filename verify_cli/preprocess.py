@@ -51,7 +51,7 @@ class Preprocess:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Preprocess":
+    def from_json(cls, text: str) -> Preprocess:
         """Read back what `to_json` wrote; unknown or missing keys are an error."""
         try:
             data = json.loads(text)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Model:
                     with contextlib.suppress(Exception):
                         ort.preload_dlls()
                 self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=names)
-        except Exception as exc:  # ONNX Runtime raises its own exception types for unreadable models
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for unreadable models
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise FaceverifyError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
         self.provider = self.session.get_providers()[0]
