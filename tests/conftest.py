@@ -41,3 +41,12 @@ def tiny_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "exp9"
     run("exp9", data_root, run_dir, resume=False, epochs=2, seed=None, dry_run=True, threads=0)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tiny_run: Path, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run's best.pt exported through the real export stage (dry-run parity on real pairs)."""
+    from export import ExportConfig, export_model
+
+    out = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    return export_model(tiny_run / "best.pt", out, data_root, ExportConfig(dry_run=True)).model_path

@@ -1,0 +1,230 @@
+"""Every bad input to `faceverify` is one `error:` line on stderr, exit code 2, no traceback, no output file."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import onnx
+import pytest
+from cli_helpers import faceverify, invoke
+from typer.testing import Result
+
+from verify_cli import evaluation, modelmeta
+from verify_cli.errors import EXIT_ERROR
+
+
+def assert_one_error_line(result: Result, contains: str = "", code: int = EXIT_ERROR, started: bool = False) -> None:
+    """Exit code 2 (or `code`), exactly one `error: ...` line on stderr, no traceback; stdout empty unless the
+    failure came after evaluate `started` (its header line names the model and pairs before embedding)."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert result.stdout == "" or (started and result.stdout.startswith("faceverify ")), result.stdout
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert contains in result.stderr, result.stderr
+
+
+def huge_png(path: Path, width: int = 20_000, height: int = 20_000) -> Path:
+    """A tiny file whose PNG header announces a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def _bad_image(kind: str, tmp_path: Path, good: Path) -> Path:
+    if kind == "missing":
+        return tmp_path / "missing.jpg"
+    if kind == "directory":
+        return tmp_path
+    path = tmp_path / f"{kind}.jpg"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random-bytes":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "truncated-jpeg":
+        data = good.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "huge":
+        return huge_png(tmp_path / "huge.png")
+    return path
+
+
+BAD_IMAGES = {
+    "missing": "no such file",
+    "directory": "is a directory",
+    "empty": "empty file",
+    "random-bytes": "not an image",
+    "truncated-jpeg": "truncated",
+    "huge": "too large",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_IMAGES))
+def test_bad_image(kind: str, onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
+    bad = _bad_image(kind, tmp_path, lfw_images[0])
+    assert_one_error_line(invoke("compare", lfw_images[0], bad, "--model", onnx_model), BAD_IMAGES[kind])
+
+
+def _bad_model(kind: str, tmp_path: Path, good: Path) -> Path:
+    path = tmp_path / f"{kind}.onnx"
+    if kind == "missing":
+        return path
+    if kind == "directory":
+        return tmp_path
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random-bytes":
+        path.write_bytes(bytes(range(256)) * 64)
+    else:
+        proto = onnx.load(str(good))
+        if kind == "no-metadata":
+            del proto.metadata_props[:]
+        elif kind == "future-format":
+            next(p for p in proto.metadata_props if p.key == modelmeta.K_FORMAT).value = "99"
+        onnx.save(proto, str(path))
+    return path
+
+
+BAD_MODELS = {
+    "missing": "no such model file",
+    "directory": "is a directory",
+    "empty": "empty model file",
+    "random-bytes": "not a loadable ONNX model",
+    "no-metadata": "not a faceverify model",
+    "future-format": "not supported",
+}
+
+
+@pytest.mark.parametrize("command", ["compare", "info"])
+@pytest.mark.parametrize("kind", list(BAD_MODELS))
+def test_bad_model(kind: str, command: str, onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
+    model = _bad_model(kind, tmp_path, onnx_model)
+    args = [lfw_images[0], lfw_images[1]] if command == "compare" else []
+    assert_one_error_line(invoke(command, *args, "--model", model), BAD_MODELS[kind])
+
+
+def _pairs_text(kind: str) -> str:
+    good_matched = "Aaron_Peirsol\t1\t2"
+    good_mismatched = "AJ_Cook\t1\tMarsha_Thomason\t1"
+    return {
+        "malformed-line": f"1\n{good_matched}\nAJ_Cook\tone\tMarsha_Thomason\t1\n",
+        "wrong-count": f"2\n{good_matched}\n{good_mismatched}\n",
+        "missing-image": f"1\nAaron_Peirsol\t1\t99\n{good_mismatched}\n",
+        "not-text": "\udcff",
+    }[kind]
+
+
+BAD_PAIRS = {
+    "malformed-line": ":3: image number 'one' is not an integer",
+    "wrong-count": "header announces 4 pair lines",
+    "missing-image": ":2: image Aaron_Peirsol/Aaron_Peirsol_0099.jpg not found",
+    "not-text": "not a text file",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_PAIRS))
+def test_bad_pairs_file_leaves_no_output_behind(kind: str, onnx_model: Path, data_root: Path, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_bytes(_pairs_text(kind).encode("utf-8", "surrogateescape"))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke("evaluate", "--model", onnx_model, "--data-root", data_root, "--pairs", pairs,
+                    "--scores", out / "s.csv", "--roc", out / "roc.png", "--examples", out / "ex.png",
+                    "--json-out", out / "summary.json")
+    assert_one_error_line(result, BAD_PAIRS[kind])
+    assert list(out.iterdir()) == []
+
+
+def test_failure_after_scoring_started_leaves_no_output(onnx_model: Path, data_root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image that exists but cannot be decoded fails mid-run: still one line and no files."""
+    root = tmp_path / "lfw"
+    images = root / "lfw-py" / "lfw-deepfunneled"
+    real = data_root / "lfw-py" / "lfw-deepfunneled"
+    for name, number in [("Aaron_Peirsol", 1), ("Aaron_Peirsol", 2), ("AJ_Cook", 1)]:
+        (images / name).mkdir(parents=True, exist_ok=True)
+        (images / name / f"{name}_{number:04d}.jpg").write_bytes((real / name / f"{name}_{number:04d}.jpg").read_bytes())
+    (images / "Broken").mkdir()
+    (images / "Broken" / "Broken_0001.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\nAaron_Peirsol\t1\t2\nAJ_Cook\t1\tBroken\t1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s.csv").write_text("previous results\n")
+    result = invoke("evaluate", "--model", onnx_model, "--data-root", root, "--pairs", pairs,
+                    "--scores", out / "s.csv", "--roc", out / "roc.png")
+    assert_one_error_line(result, "Broken_0001.jpg", started=True)
+    assert sorted(p.name for p in out.iterdir()) == ["s.csv"]
+    assert (out / "s.csv").read_text() == "previous results\n"  # an earlier file is never half-replaced
+
+
+def test_bad_pairs_list_for_compare(onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"{lfw_images[0]},{lfw_images[1]}\n{lfw_images[0]}\n")
+    assert_one_error_line(invoke("compare", "-f", listing, "--model", onnx_model, "--out", tmp_path / "o.csv"),
+                          "list.csv:2: expected two image paths")
+    listing.write_text(f"{lfw_images[0]},{lfw_images[1]}\n{lfw_images[0]},{tmp_path / 'gone.jpg'}\n")
+    assert_one_error_line(invoke("compare", "-f", listing, "--model", onnx_model, "--out", tmp_path / "o.csv"),
+                          "list.csv:2:")
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "contains"),
+    [
+        (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+        (["--threshold", "nan"], "--threshold must be between 0 and 1"),
+        (["--pairs-file", "x.tsv"], "not both"),
+        (["--out", "o.csv"], "--out goes with --pairs-file"),
+    ],
+)
+def test_bad_compare_options(args: list[str], contains: str, onnx_model: Path, lfw_images: list[Path]) -> None:
+    assert_one_error_line(invoke("compare", lfw_images[0], lfw_images[1], "--model", onnx_model, *args), contains)
+
+
+def test_output_into_a_missing_folder_fails_before_any_work(onnx_model: Path, data_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluation, "embed_paths", lambda *a, **k: pytest.fail("scoring started"))
+    result = invoke("evaluate", "--model", onnx_model, "--data-root", data_root,
+                    "--roc", tmp_path / "no" / "such" / "roc.png")
+    assert_one_error_line(result, "does not exist")
+    result = invoke("evaluate", "--model", onnx_model, "--data-root", data_root, "--scores", tmp_path)
+    assert_one_error_line(result, "is a directory")
+
+
+def test_missing_data_root(onnx_model: Path, tmp_path: Path) -> None:
+    assert_one_error_line(invoke("evaluate", "--model", onnx_model, "--data-root", tmp_path), "LFW images not found")
+
+
+def test_interrupt_and_internal_error_are_one_line(onnx_model: Path, data_root: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something nobody expected\nover two lines")
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\nAaron_Peirsol\t1\t2\nAJ_Cook\t1\tMarsha_Thomason\t1\n")
+    args = ["evaluate", "--model", onnx_model, "--data-root", data_root, "--pairs", pairs]
+    monkeypatch.setattr(evaluation, "embed_paths", interrupted)
+    assert_one_error_line(invoke(*args), "interrupted", code=130, started=True)
+    monkeypatch.setattr(evaluation, "embed_paths", broken)
+    assert_one_error_line(invoke(*args), "internal error: RuntimeError: something nobody expected over two lines",
+                          started=True)
+
+
+def test_real_process_bad_inputs(onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
+    bad_model = _bad_model("random-bytes", tmp_path, onnx_model)
+    for args in (["compare", lfw_images[0], lfw_images[1], "--model", bad_model],
+                 ["compare", lfw_images[0], huge_png(tmp_path / "huge.png"), "--model", onnx_model],
+                 ["info", "--model", onnx_model, "--provider", "gpu"]):
+        process = faceverify(*args)
+        assert process.returncode == 2, process
+        assert "Traceback" not in process.stderr
+        if args[-1] != "gpu":  # Typer's own usage errors keep Typer's format
+            assert process.stderr.startswith("error: ") and process.stderr.count("\n") == 1, process.stderr
