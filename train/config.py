@@ -33,6 +33,7 @@ class TrainConfig:
     # unrestricted protocol only
     identities_per_batch: int = 32
     images_per_identity: int = 4
+    singletons_per_batch: int = 0  # images of one-image people added to each batch as extra CosFace classes
     margin: float = 0.35  # CosFace margin of the identity loss
     margin_scale: float = 30.0
     description: str = ""
@@ -101,6 +102,15 @@ PRESETS["fv-resnet"] = TrainConfig(
     patience=15,
     monitor="val_auc",
     augment=True,
+)
+PRESETS["fv-resnet-deep"] = replace(
+    PRESETS["fv-resnet"],
+    preset="fv-resnet-deep",
+    description="fv-resnet with two blocks in the middle stages, one-image people as extra classes, 70 epochs",
+    model=replace(PRESETS["fv-resnet"].model, blocks=(1, 2, 2, 1)),
+    singletons_per_batch=24,
+    max_epochs=70,
+    patience=20,
 )
 DEFAULT_PRESET = "fv-resnet"
 

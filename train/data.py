@@ -94,14 +94,16 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Itera
 
 
 def identity_batches(
-    labels: np.ndarray, per_batch: int, per_identity: int, generator: torch.Generator
+    labels: np.ndarray, per_batch: int, per_identity: int, generator: torch.Generator, singletons: int = 0
 ) -> Iterator[np.ndarray]:
-    """P identities x K images per batch (people with one image fill in as extra negatives)."""
+    """P identities x K images per batch, plus `singletons` images of people with one image (extra classes)."""
     rows_of: dict[int, np.ndarray] = {}
     for ident in np.unique(labels):
         rows_of[int(ident)] = np.flatnonzero(labels == ident)
     multi = [i for i, rows in rows_of.items() if rows.size >= 2]
+    single = np.array([rows[0] for rows in rows_of.values() if rows.size == 1], dtype=np.int64)
     order = torch.randperm(len(multi), generator=generator).numpy()
+    single_order = torch.randperm(single.size, generator=generator).numpy() if singletons else np.zeros(0, np.int64)
     steps = max(1, math.ceil(len(multi) / per_batch))
     for step in range(steps):
         chosen = [multi[j] for j in order[step * per_batch : (step + 1) * per_batch]]
@@ -110,6 +112,7 @@ def identity_batches(
             own = rows_of[ident]
             pick = torch.randperm(own.size, generator=generator).numpy()[:per_identity]
             rows.extend(own[pick].tolist())
+        rows.extend(single[single_order[step * singletons : (step + 1) * singletons]].tolist())
         yield np.array(rows, dtype=np.int64)
 
 

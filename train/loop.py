@@ -140,7 +140,9 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
         batch_rows = batches(len(data.train), cfg.batch_size, gen)
     else:
         steps = None
-        batch_rows = identity_batches(data.train_labels, cfg.identities_per_batch, cfg.images_per_identity, gen)
+        batch_rows = identity_batches(
+            data.train_labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch
+        )
     task = progress.add_task(f"epoch {epoch}", total=steps)
     total_loss = total_acc = 0.0
     count = 0
