@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class State:
     done: bool = False
 
 
-def _build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
+def build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
+    """A fresh run's model, identity loss, optimiser and schedule, seeded from the configuration."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
     identity_loss = None
@@ -127,6 +129,42 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
     st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
 
 
+def epoch_batches(cfg: TrainConfig, data: Data, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
+    """An epoch's batches of training rows (pairs or images) drawn from `gen`, and their count when known ahead."""
+    if cfg.protocol == "restricted":
+        return math.ceil(len(data.train) / cfg.batch_size), batches(len(data.train), cfg.batch_size, gen)
+    return None, identity_batches(
+        data.train_labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch
+    )
+
+
+def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device: torch.device,
+               gen: torch.Generator) -> tuple[float, float]:
+    """One optimisation step on a batch of rows (augmented from `gen`); returns its loss and accuracy."""
+    if cfg.protocol == "restricted":
+        images = np.concatenate([data.train.left[rows], data.train.right[rows]])
+    else:
+        images = data.train_rows[rows]
+    x = data.bank.batch(images, cfg.preprocess)
+    if cfg.augment:
+        x = augment(x, gen)
+    emb = st.model.embed(x.to(device))
+    if cfg.protocol == "restricted":
+        n = rows.size
+        logits = st.model.score(emb[:n], emb[n:])
+        y = torch.from_numpy(data.train.labels[rows]).to(device)
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        acc = float(((logits > 0).float() == y).float().mean())
+    else:
+        labels = torch.from_numpy(data.train_labels[rows]).to(device)
+        pair_loss, acc = in_batch_pair_loss(st.model, emb, labels)
+        loss = pair_loss + st.identity_loss(emb, labels)
+    st.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    st.optimizer.step()
+    return loss.item(), acc
+
+
 def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, epoch: int,
                  progress: Progress) -> tuple[float, float]:
     """One pass over the training data; returns mean loss and accuracy (at probability 0.5)."""
@@ -134,41 +172,13 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
     torch.manual_seed(seed)  # dropout
     gen = torch.Generator().manual_seed(seed)  # order and augmentation
     st.model.train()
-    spec = cfg.preprocess
-    if cfg.protocol == "restricted":
-        steps = math.ceil(len(data.train) / cfg.batch_size)
-        batch_rows = batches(len(data.train), cfg.batch_size, gen)
-    else:
-        steps = None
-        batch_rows = identity_batches(
-            data.train_labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch
-        )
+    steps, batch_rows = epoch_batches(cfg, data, gen)
     task = progress.add_task(f"epoch {epoch}", total=steps)
     total_loss = total_acc = 0.0
     count = 0
     for rows in batch_rows:
-        if cfg.protocol == "restricted":
-            images = np.concatenate([data.train.left[rows], data.train.right[rows]])
-        else:
-            images = data.train_rows[rows]
-        x = data.bank.batch(images, spec)
-        if cfg.augment:
-            x = augment(x, gen)
-        emb = st.model.embed(x.to(device))
-        if cfg.protocol == "restricted":
-            n = rows.size
-            logits = st.model.score(emb[:n], emb[n:])
-            y = torch.from_numpy(data.train.labels[rows]).to(device)
-            loss = F.binary_cross_entropy_with_logits(logits, y)
-            acc = float(((logits > 0).float() == y).float().mean())
-        else:
-            labels = torch.from_numpy(data.train_labels[rows]).to(device)
-            pair_loss, acc = in_batch_pair_loss(st.model, emb, labels)
-            loss = pair_loss + st.identity_loss(emb, labels)
-        st.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        st.optimizer.step()
-        total_loss += loss.item() * len(rows)
+        loss, acc = train_step(cfg, st, data, rows, device, gen)
+        total_loss += loss * len(rows)
         total_acc += acc * len(rows)
         count += len(rows)
         progress.update(task, advance=1, description=f"epoch {epoch} loss {total_loss / count:.4f}")
@@ -186,7 +196,7 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
     console = console or Console(stderr=True, soft_wrap=True)
     device = pick_device()
     run_dir.mkdir(parents=True, exist_ok=True)
-    st = _build_state(cfg, data, device)
+    st = build_state(cfg, data, device)
     last = run_dir / LAST
     if resume and last.exists():
         _restore(cfg, st, checkpoint.load(last), last)
