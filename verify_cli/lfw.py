@@ -124,13 +124,14 @@ def parse_people(path: str | os.PathLike) -> dict[str, int]:
     lines = _read_lines(path)
     people: dict[str, int] = {}
     start = 1 if len(lines[0].split()) == 1 else 0
+    announced = _int(lines[0].strip(), path, 1, "people count") if start else None
     for lineno, line in enumerate(lines[start:], start + 1):
         fields = line.split()
         if len(fields) != 2:
             raise FaceverifyError(f"{path}:{lineno}: expected 'name<TAB>count', got {line!r}")
         people[fields[0]] = _int(fields[1], path, lineno, "image count")
-    if start and len(people) != int(lines[0]):
-        raise FaceverifyError(f"{path}: header announces {lines[0]} people, found {len(people)}")
+    if announced is not None and len(people) != announced:
+        raise FaceverifyError(f"{path}: header announces {announced} people, found {len(people)}")
     return people
 
 

@@ -95,6 +95,7 @@ def load_image(path: str | os.PathLike, mode: str = "L") -> Image.Image:
         raise FaceverifyError(f"{path}: file too large ({size} bytes; limit {MAX_FILE_BYTES})")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata would be extra stderr lines
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 width, height = img.size
