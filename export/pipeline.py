@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from train.config import TrainConfig
 from train.loop import load_model
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
+from verify_cli.outputs import check_output, write_atomic_with
 from verify_cli.runtime import Model
 
 GraphTransform = Callable[[onnx.ModelProto], None]
@@ -64,10 +64,12 @@ def load_finalized(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig
 
 
 def _check_output(out: Path) -> None:
+    """Refuse an --out that cannot become the model file before any work (the CLI's rule for outputs)."""
     if out.is_dir():
         raise FaceverifyError(f"{out}: is a directory; --out names the .onnx file to write")
     if out.suffix != ".onnx":
         raise FaceverifyError(f"{out}: the model file name must end in .onnx")
+    check_output(out)
 
 
 def _check_roundtrip(path: str, props: dict[str, str]) -> None:
@@ -76,16 +78,6 @@ def _check_roundtrip(path: str, props: dict[str, str]) -> None:
     if got != props:
         differ = sorted(k for k in set(got) | set(props) if got.get(k) != props.get(k))
         raise FaceverifyError(f"metadata did not read back through ONNX Runtime: {', '.join(differ)} differ")
-
-
-def _write_json(data: dict[str, Any], path: Path) -> None:
-    """Write JSON atomically, readable by all like the model beside it."""
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
-        os.chmod(tmp, 0o644)
-
-    checkpoint.write_atomic(path, write)
 
 
 def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, data_root: str | os.PathLike,
@@ -129,16 +121,12 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         onnx.save(proto, tmp)
         check_graph(tmp)
         _check_roundtrip(tmp, props)
-        os.chmod(tmp, 0o644)
         built.update(report=report, props=props)
 
-    try:
-        checkpoint.write_atomic(out, build)
-    except OSError as exc:
-        raise FaceverifyError(f"{out}: cannot write the model ({exc.strerror or exc})") from None
+    write_atomic_with(out, build)
     parity_path = parity_report_path(out)
     report: ParityReport = built["report"]
-    _write_json({"model": out.name, "checkpoint": str(checkpoint_path), "opset": config.opset, **report.as_dict()},
-                parity_path)
+    checkpoint.save_json({"model": out.name, "checkpoint": str(checkpoint_path), "opset": config.opset,
+                          **report.as_dict()}, parity_path)
     return ExportResult(out, parity_path, report, built["props"])
 

@@ -5,31 +5,25 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from verify_cli.errors import FaceverifyError
+from verify_cli.outputs import write_atomic_with
 
 FORMAT = "faceverify-checkpoint/1"
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path` (folders made first)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceverifyError(f"{path.parent}: cannot create the folder ({exc.strerror or exc})") from None
+    write_atomic_with(path, write)
 
 
 def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
