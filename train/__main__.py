@@ -67,6 +67,8 @@ def run(preset: str, data_root: Path, run_dir: Optional[Path], resume: bool, epo
     if dry_run:
         epochs = min(epochs or 2, 2)
     run_dir = run_dir or Path("runs") / (f"{cfg.preset}-dry-run" if dry_run else cfg.preset)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FaceverifyError(f"{run_dir}: is a file; --run-dir names the run folder")
     lfw = LFWRoot.open(data_root)
     console.print(f"preset {cfg.preset} ({cfg.description}), protocol {cfg.protocol}, run folder {run_dir}")
     data = make_data(cfg.protocol, lfw, cfg.preprocess, cfg.val_fraction, cfg.seed, dry_run)

@@ -120,13 +120,17 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
 def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> None:
     if saved["config"] != cfg.as_dict():
         raise FaceverifyError(f"{path}: was written by a different configuration; use another --run-dir")
-    st.model.load_state_dict(saved["model"])
-    st.optimizer.load_state_dict(saved["optimizer"])
-    st.scheduler.load_state_dict(saved["scheduler"])
-    if st.identity_loss is not None:
-        st.identity_loss.load_state_dict(saved["identity_loss"])
-    st.history, st.best = list(saved["history"]), float(saved["best"])
-    st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
+    try:
+        st.model.load_state_dict(saved["model"])
+        st.optimizer.load_state_dict(saved["optimizer"])
+        st.scheduler.load_state_dict(saved["scheduler"])
+        if st.identity_loss is not None:
+            st.identity_loss.load_state_dict(saved["identity_loss"])
+        st.history, st.best = list(saved["history"]), float(saved["best"])
+        st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # a damaged or hand-made checkpoint
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FaceverifyError(f"{path}: not a resumable checkpoint ({type(exc).__name__}: {first})") from None
 
 
 def epoch_batches(cfg: TrainConfig, data: Data, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
@@ -195,13 +199,17 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
     """Train until early stopping or the epoch limit; keeps `best.pt` (monitored figure) and `last.pt`."""
     console = console or Console(stderr=True, soft_wrap=True)
     device = pick_device()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceverifyError(f"{run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
     st = build_state(cfg, data, device)
     last = run_dir / LAST
     if resume and last.exists():
         _restore(cfg, st, checkpoint.load(last), last)
         console.print(f"resuming {run_dir} after epoch {len(st.history)}")
-    elif (run_dir / BEST).exists() or last.exists():
+    elif not resume and ((run_dir / BEST).exists() or last.exists()):
+        # with --resume and no last.pt no epoch was committed yet: epoch 1 rewrites any best.pt left there
         raise FaceverifyError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
     limit = max_epochs or cfg.max_epochs
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -231,8 +239,10 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
             else:
                 st.bad_epochs += 1
             st.done = st.bad_epochs >= cfg.patience or epoch >= cfg.max_epochs
-            checkpoint.save(_state_dict(cfg, st), last)
+            # last.pt is written last: it commits the epoch. Interrupted before it, a resume redoes the epoch
+            # and rewrites best.pt and history.json with the same figures; after it, both are already whole.
             checkpoint.save_json(st.history, run_dir / "history.json")
+            checkpoint.save(_state_dict(cfg, st), last)
             mark = "*" if st.bad_epochs == 0 else " "
             console.print(
                 f"epoch {epoch:3d}{mark} train loss {train_loss:.4f} acc {train_acc:.3f} | val loss {val_loss:.4f} "
