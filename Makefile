@@ -35,7 +35,7 @@ bench: setup
 	$(PY) -m bench --data-root $(DATA)
 
 lint: setup
-	.venv/bin/ruff check verify_cli models train export tests
+	.venv/bin/ruff check verify_cli models train export bench tests
 
 clean:
 	rm -rf runs build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,160 @@
+"""`python -m bench` (`make bench`): speed figures side by side, written to bench/RESULTS.md.
+
+ONNX Runtime against PyTorch eager on the same weights, `faceverify evaluate` on DevTest, the cold start of
+`faceverify compare` against importing torch, and training throughput of the default preset.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.lfw import DEFAULT_DATA_ROOT
+
+if TYPE_CHECKING:
+    from bench.flops import Flops
+    from bench.subjects import Subject
+
+SECTIONS = ("embedding", "evaluate", "coldstart", "training")
+DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
+DATA_ROOT = Path(os.environ.get("FACEVERIFY_DATA", DEFAULT_DATA_ROOT))
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    data_root: Annotated[Path, typer.Option(help="LFW data root (torchvision's layout).")] = DATA_ROOT,
+    model: Annotated[Path | None, typer.Option(
+        help="ONNX model [default: the bundled one; without one, exported from --checkpoint].",
+        show_default=False)] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="The run's best.pt holding the model's weights, for the PyTorch side [default: "
+             "runs/<preset of the model>/best.pt, then runs/default/best.pt].", show_default=False)] = None,
+    repeats: Annotated[int | None, typer.Option(
+        min=1, help="Timed rounds per figure (the median is reported) [default: 7, --quick 2].",
+        show_default=False)] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed rounds before each figure.")] = 1,
+    threads: Annotated[int, typer.Option(
+        min=0, help="Threads for PyTorch and ONNX Runtime alike (0: the cores this process may use).")] = 0,
+    only: Annotated[list[str] | None, typer.Option(
+        help=f"Run only these benchmarks (repeatable): {', '.join(SECTIONS)}.", show_default=False)] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smoke mode: short rounds, a DevTest subset, the --dry-run training data; seconds.")] = False,
+    out: Annotated[Path, typer.Option(help="The Markdown report to write.")] = DEFAULT_OUT,
+) -> None:
+    """Measure faceverify's speed side by side and write a Markdown report."""
+    try:
+        path = run(data_root, model, checkpoint, repeats, warmup, threads, only, quick, out)
+    except FaceverifyError as exc:
+        print_error(exc.message)
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        print_error("interrupted: no report written")
+        raise typer.Exit(130) from None
+    print(path)
+
+
+def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: int | None, warmup: int,
+        threads: int, only: list[str] | None, quick: bool, out: Path) -> Path:
+    """Plain function behind the command: resolve the model, run the chosen benchmarks, write the report."""
+    import torch
+    from rich.console import Console
+
+    from bench import coldstart, embedding, evaluate_cli, flops, machine, report, subjects, training
+    from export.config import ExportConfig
+    from train import checkpoint as ckpt
+    from train.config import DEFAULT_PRESET, PRESETS
+    from train.loop import load_model
+    from verify_cli.lfw import LFWRoot
+    from verify_cli.runtime import Model
+
+    wanted = list(dict.fromkeys(only or SECTIONS))
+    unknown = [name for name in wanted if name not in SECTIONS]
+    if unknown:
+        raise FaceverifyError(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    console = Console(stderr=True, soft_wrap=True)
+    repeats = repeats or (2 if quick else 7)
+    threads = threads or machine.usable_cores()
+    load_before = machine.load_average()
+    torch.set_num_threads(threads)
+    host = machine.describe()
+    lfw = LFWRoot.open(data_root)
+    sections: list[report.Section] = []
+    with tempfile.TemporaryDirectory(prefix="faceverify-bench-") as tmp:
+        work = Path(tmp)
+        subject = subjects.resolve(model, checkpoint, data_root, work)
+        ort_model = Model(subject.model, provider="cpu", threads=threads)
+        cfg, net = load_model(ckpt.load(subject.checkpoint))
+        if cfg.preprocess != ort_model.info.preprocess:
+            raise FaceverifyError(f"{subject.checkpoint} preprocesses differently from {subject.model}: not its run")
+        images = subjects.real_images(lfw, ort_model, max(embedding.BATCHES))
+        per_image = flops.count(net.embed, net, torch.from_numpy(images[:1]))
+        console.print(f"model {subject.model} (preset {subject.preset}), checkpoint {subject.checkpoint}, "
+                      f"{threads} thread(s), {repeats} timed round(s) per figure")
+        if "embedding" in wanted:
+            console.print("embedding throughput: ONNX Runtime vs PyTorch ...")
+            sections.append(embedding.run(ort_model, net, images, per_image, threads, repeats, warmup,
+                                          0.05 if quick else 0.3, ExportConfig().embedding_rtol))
+        if "evaluate" in wanted:
+            console.print("faceverify evaluate ...")
+            pairs, label = "test", "DevTest"
+            if quick:
+                pairs, label = str(subjects.pairs_subset(lfw, 20, work / "pairs.txt")), "the first 40 DevTest pairs"
+            sections.append(evaluate_cli.run(subject.model, data_root, pairs, label, repeats, warmup,
+                                             machine.usable_cores()))
+        if "coldstart" in wanted:
+            console.print("faceverify compare cold start vs import torch ...")
+            first = lfw.pairs("test")[-1]
+            sections.append(coldstart.run(subject.model, lfw.image(first.left), lfw.image(first.right), repeats,
+                                          warmup))
+        if "training" in wanted:
+            console.print(f"training throughput of {DEFAULT_PRESET} ...")
+            sections.append(training.run(PRESETS[DEFAULT_PRESET], data_root, threads, repeats, warmup, quick))
+    load_after = machine.load_average()
+    preamble = _preamble(subject, per_image, threads, repeats, warmup, quick, load_before, load_after, host.cores)
+    text = report.render("faceverify benchmarks", preamble, host.rows(), sections, _command())
+    report.write(out, text)
+    return out
+
+
+def _preamble(subject: Subject, per_image: Flops, threads: int, repeats: int, warmup: int, quick: bool,
+              load_before: float | None, load_after: float | None, cores: int) -> list[str]:
+    """The lines under the title: when, what model, how many threads and rounds, and how busy the machine was."""
+    origin = ("bundled with faceverify" if subject.bundled else
+              "exported by the benchmark from the checkpoint" if subject.exported_here else "given with --model")
+    lines = [
+        f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+        + (" in **--quick** mode (short rounds, small data: a smoke run, not figures to quote)." if quick else "."),
+        "",
+        (f"- Model: `{subject.model.name}` ({origin}), preset {subject.preset}, {per_image.flops / 1e6:.1f} MFLOP "
+         f"per image; PyTorch side: `{subject.checkpoint}` (same weights, checked)."),
+        (f"- Threads: {threads} for PyTorch and ONNX Runtime alike. Each figure: {warmup} warm-up round(s), then "
+         f"the median of {repeats}; comparisons alternate their sides round by round."),
+    ]
+    if load_before is not None and load_after is not None:
+        busy = max(load_before, load_after) > 0.5 * cores
+        lines.append(
+            f"- Load average (1 min) before and after: {load_before:.2f} and {load_after:.2f} on {cores} core(s)"
+            + (": **other work shared the CPU, so these figures are noisy**; the ratios, measured side by side, "
+               "suffer less than the absolute figures." if busy else ".")
+        )
+    return lines
+
+
+def _command() -> str:
+    """The command that produced the report, as one could type it again."""
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    return f"{python} -m bench {shlex.join(sys.argv[1:])}".rstrip()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

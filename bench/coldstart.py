@@ -1,0 +1,55 @@
+"""Cold start of `faceverify compare A B`: whole-process wall time against `python -c "import torch"`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import timing
+from bench.evaluate_cli import faceverify_command, run_cli
+from bench.report import Section, Target
+
+TARGET_S = 0.5
+TARGET_RATIO = 3.0
+
+
+def _python(code: str) -> float:
+    return timing.wall(lambda: subprocess.run([sys.executable, "-c", code], check=True))
+
+
+def run(model: Path, image_a: Path, image_b: Path, repeats: int, warmup: int) -> Section:
+    """Interleave compare / import torch / bare Python processes; medians and the ratio to importing torch."""
+    compare = ["compare", str(image_a), str(image_b), "--provider", "cpu", "--model", str(model)]
+    samples = timing.interleave(
+        {
+            "faceverify compare A B --provider cpu": lambda: run_cli(compare, check_codes=(0, 1))[0],
+            'python -c "import torch"': lambda: _python("import torch"),
+            'python -c "pass" (the interpreter alone)': lambda: _python("pass"),
+        },
+        repeats,
+        warmup,
+    )
+    cmp_s, torch_s = samples["faceverify compare A B --provider cpu"], samples['python -c "import torch"']
+    speedup = timing.ratio(torch_s, cmp_s)
+    section = Section(
+        title="`faceverify compare A B`: cold start",
+        intro=(
+            f"Wall time of whole processes, from start to exit, rounds interleaved ({', '.join(samples)}); "
+            f"{warmup} warm-up round(s) (files in the page cache, as on a second run), median of {repeats}. "
+            f"A and B are two real LFW images; the model is given with --model. "
+            f"`{' '.join(faceverify_command())}` is the installed script."
+        ),
+        header=["process", "median (s)", "min-max (ms)", "import torch / this"],
+        rows=[
+            [f"`{name}`", f"{s.median:.3f}", s.spread().removesuffix(" ms"), f"{timing.ratio(torch_s, s):.1f}x"]
+            for name, s in samples.items()
+        ],
+    )
+    section.targets += [
+        Target("`faceverify compare` cold start, median", f"< {TARGET_S:g} s", f"{cmp_s.median:.3f} s",
+               cmp_s.median < TARGET_S),
+        Target("`import torch` / `faceverify compare`", f">= {TARGET_RATIO:g}x", f"{speedup:.1f}x",
+               speedup >= TARGET_RATIO),
+    ]
+    return section

@@ -1,0 +1,80 @@
+"""Interleaved timing: each side runs in turn (A, B, A, B ...) after a warm-up; medians and their ratio."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Seconds measured for one side, one value per timed round."""
+
+    seconds: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """The figure we report: the median round."""
+        return statistics.median(self.seconds)
+
+    @property
+    def low(self) -> float:
+        """The fastest round."""
+        return min(self.seconds)
+
+    @property
+    def high(self) -> float:
+        """The slowest round."""
+        return max(self.seconds)
+
+    def spread(self) -> str:
+        """`min-max` of the rounds, for the tables' noise column."""
+        return f"{self.low * 1e3:.1f}-{self.high * 1e3:.1f} ms"
+
+
+def interleave(sides: Mapping[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, Samples]:
+    """Run every side once per round, in the order given, for `warmup` untimed then `repeats` timed rounds.
+
+    Each side measures itself and returns seconds (one call, a subprocess, or a per-call mean over a loop),
+    so alternating rounds expose both sides to the same background load.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be positive and warmup non-negative")
+    measured: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(warmup + repeats):
+        for name, side in sides.items():
+            seconds = side()
+            if round_ >= warmup:
+                measured[name].append(seconds)
+    return {name: Samples(tuple(values)) for name, values in measured.items()}
+
+
+def ratio(slow: Samples, fast: Samples) -> float:
+    """How many times faster `fast` is: median(slow) / median(fast)."""
+    return slow.median / fast.median if fast.median > 0 else math.inf
+
+
+def per_call(fn: Callable[[], object], calls: int) -> float:
+    """Mean seconds per call over `calls` back-to-back calls (one timed round of a fast side)."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def calls_for(fn: Callable[[], object], budget_s: float, most: int = 10_000) -> int:
+    """How many back-to-back calls fill about `budget_s` seconds, from one timed call (at least 1)."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    return max(1, min(most, round(budget_s / once) if once > 0 else most))
+
+
+def wall(fn: Callable[[], object]) -> float:
+    """Seconds one call takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
