@@ -118,7 +118,7 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
 
 
 def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> None:
-    if saved["config"] != cfg.as_dict():
+    if TrainConfig.from_dict(saved["config"]) != cfg:  # fields added later with defaults still match
         raise FaceverifyError(f"{path}: was written by a different configuration; use another --run-dir")
     try:
         st.model.load_state_dict(saved["model"])
