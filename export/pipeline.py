@@ -53,6 +53,8 @@ def load_finalized(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig
         )
     try:
         cfg, model = load_model(saved)
+    except FaceverifyError as exc:
+        raise FaceverifyError(f"{path}: {exc.message}") from None
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise FaceverifyError(f"{path}: checkpoint configuration unreadable ({type(exc).__name__}: {exc})") from None
     if (cfg.model.input_channels, cfg.model.input_size) != (cfg.preprocess.channels, cfg.preprocess.size):

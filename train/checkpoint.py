@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,7 +47,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise FaceverifyError(f"{path}: empty checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on an odd file would be extra lines before the error
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's own text here suggests weights_only=False, which would run code
         raise FaceverifyError(
             f"{path}: not a readable checkpoint (corrupt, not a PyTorch file, or holding objects beyond tensors "
