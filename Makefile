@@ -26,7 +26,7 @@ evaluate: setup
 	.venv/bin/faceverify evaluate --model $(MODEL) --data-root $(DATA)
 
 bundle: $(MODEL)
-	cp $(MODEL) $(ASSET)
+	cp $(MODEL) $(ASSET).tmp && mv $(ASSET).tmp $(ASSET)  # never a half-copied bundled model
 
 test: setup
 	$(PY) -m pytest -q
