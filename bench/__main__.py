@@ -140,6 +140,9 @@ def _preamble(subject: Subject, per_image: Flops, threads: int, repeats: int, wa
         (f"- Threads: {threads} for PyTorch and ONNX Runtime alike. Each figure: {warmup} warm-up round(s), then "
          f"the median of {repeats}; comparisons alternate their sides round by round."),
     ]
+    niceness = os.nice(0) if hasattr(os, "nice") else 0
+    if niceness:
+        lines.append(f"- Scheduling priority: this run (and its subprocesses) had niceness {niceness}.")
     if load_before is not None and load_after is not None:
         busy = max(load_before, load_after) > 0.5 * cores
         lines.append(

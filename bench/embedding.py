@@ -14,6 +14,7 @@ from verify_cli.runtime import Model
 
 BATCHES = (1, 64)
 TARGETS = {1: 1.5, 64: 1.0}  # ONNX Runtime images/s over PyTorch eager images/s, at least
+PAUSE_S = 0.05  # idle time before each side's round, so neither starts while the other's threads still spin
 
 
 def same_weights(model: Model, net: SiameseNet, images: np.ndarray, rtol: float) -> tuple[float, float]:
@@ -44,7 +45,8 @@ def run(model: Model, net: SiameseNet, images: np.ndarray, flops: Flops, threads
         intro=(
             f"The tower on real DevTest images, {threads} thread(s) on both sides (`torch.set_num_threads({threads})`, "
             f"ONNX Runtime `intra_op_num_threads={threads}`, CPU provider). Each round runs each side for about "
-            f"{budget_s:g} s of back-to-back calls, ONNX Runtime then PyTorch; {warmup} warm-up round(s), then the "
+            f"{budget_s:g} s of back-to-back calls, ONNX Runtime then PyTorch, each after {PAUSE_S * 1e3:.0f} ms idle "
+            f"(so neither starts while the other's threads still spin); {warmup} warm-up round(s), then the "
             f"median of {repeats}. Same weights checked first: max |difference| {max_abs:.1e}, max relative L2 "
             f"difference per embedding {rel:.1e} (limit {rtol:.0e})."
         ),
@@ -69,6 +71,7 @@ def run(model: Model, net: SiameseNet, images: np.ndarray, flops: Flops, threads
             },
             repeats,
             warmup,
+            PAUSE_S,
         )
         speedup = timing.ratio(samples["PyTorch eager"], samples["ONNX Runtime"])
         for name, s in samples.items():

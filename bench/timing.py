@@ -35,17 +35,21 @@ class Samples:
         return f"{self.low * 1e3:.1f}-{self.high * 1e3:.1f} ms"
 
 
-def interleave(sides: Mapping[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, Samples]:
+def interleave(sides: Mapping[str, Callable[[], float]], repeats: int, warmup: int = 1,
+               pause_s: float = 0.0) -> dict[str, Samples]:
     """Run every side once per round, in the order given, for `warmup` untimed then `repeats` timed rounds.
 
     Each side measures itself and returns seconds (one call, a subprocess, or a per-call mean over a loop),
-    so alternating rounds expose both sides to the same background load.
+    so alternating rounds expose both sides to the same background load. `pause_s` of idle time before each
+    side lets the other side's worker threads stop spinning (ONNX Runtime's and OpenMP's both busy-wait).
     """
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be positive and warmup non-negative")
     measured: dict[str, list[float]] = {name: [] for name in sides}
     for round_ in range(warmup + repeats):
         for name, side in sides.items():
+            if pause_s > 0:
+                time.sleep(pause_s)
             seconds = side()
             if round_ >= warmup:
                 measured[name].append(seconds)
@@ -66,10 +70,16 @@ def per_call(fn: Callable[[], object], calls: int) -> float:
 
 
 def calls_for(fn: Callable[[], object], budget_s: float, most: int = 10_000) -> int:
-    """How many back-to-back calls fill about `budget_s` seconds, from one timed call (at least 1)."""
-    start = time.perf_counter()
-    fn()
-    once = time.perf_counter() - start
+    """How many back-to-back calls fill about `budget_s` seconds, judged by the fastest of a few trial calls.
+
+    The fastest, not the first: a first call pays one-off costs, and on a busy machine any call may stall.
+    """
+    trials: list[float] = []
+    while len(trials) < 5 and sum(trials) < budget_s / 2:
+        start = time.perf_counter()
+        fn()
+        trials.append(time.perf_counter() - start)
+    once = min(trials)
     return max(1, min(most, round(budget_s / once) if once > 0 else most))
 
 
