@@ -68,7 +68,7 @@ def test_resume_repeats_an_unbroken_run(data_root: Path, tmp_path: Path) -> None
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_bad_input_gives_one_line_and_exit_2(data_root: Path, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,20 +24,22 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 @app.command()
 def main(
-    preset: str = typer.Option("default", help="Preset name: default, exp1 ... exp10 (see train/config.py)."),
-    data_root: Path = typer.Option(Path(os.environ.get("FACEVERIFY_DATA", DEFAULT_DATA_ROOT)), help="LFW data root."),
-    run_dir: Optional[Path] = typer.Option(None, help="Run folder (default runs/PRESET)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
-    epochs: Optional[int] = typer.Option(None, help="Stop after this many epochs (default: the preset's limit)."),
-    seed: Optional[int] = typer.Option(None, help="Override the preset's seed."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Smoke mode: a few real pairs, 2 epochs, seconds."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: all cores)."),
+    preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-resnet ...")] = "default",
+    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA or "
+                                                        f"{DEFAULT_DATA_ROOT}].", show_default=False)] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder \\[default: runs/PRESET].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from last.pt.")] = False,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Stop after this many epochs \\[default: the preset's].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Smoke mode: a few real pairs, 2 epochs.")] = False,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads for torch (0: all cores).")] = 0,
 ) -> None:
     """Train a Siamese network on LFW View 1 and write RUN/best.pt, history.json, curves.png, roc.png."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background, where SIGINT is ignored
     try:
-        run(preset, data_root, run_dir, resume, epochs, seed, dry_run, threads)
+        root = data_root or Path(os.environ.get("FACEVERIFY_DATA", DEFAULT_DATA_ROOT))
+        run(preset, root, run_dir, resume, epochs, seed, dry_run, threads)
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
@@ -46,8 +48,8 @@ def main(
         raise typer.Exit(130) from None
 
 
-def run(preset: str, data_root: Path, run_dir: Optional[Path], resume: bool, epochs: Optional[int],
-        seed: Optional[int], dry_run: bool, threads: int) -> None:
+def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None,
+        seed: int | None, dry_run: bool, threads: int) -> None:
     """Plain function behind the command: data, fit, finalize, plots, results table."""
     from dataclasses import replace
 

@@ -6,8 +6,9 @@ import json
 import os
 import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -55,7 +56,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not a readable checkpoint (corrupt, not a PyTorch file, or holding objects beyond tensors "
             "and plain data)"
         ) from None
-    except Exception as exc:  # torch raises many types for a damaged file; all mean the same to a user
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file; all mean the same
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FaceverifyError(f"{path}: not a readable checkpoint ({first[:160]})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj or "config" not in obj:

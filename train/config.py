@@ -45,7 +45,7 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         """Inverse of `as_dict`."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
@@ -59,7 +59,7 @@ _SMALL = ModelConfig(channels=(32, 32, 32, 32), embedding=120, dropout=0.7)
 
 
 def _report(n: int, description: str, model: ModelConfig, **kw) -> TrainConfig:
-    base = dict(optimizer="adamw", batch_size=64, max_epochs=200)
+    base: dict = {"optimizer": "adamw", "batch_size": 64, "max_epochs": 200}
     base.update(kw)
     return TrainConfig(preset=f"exp{n}", model=model, description=description, **base)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -64,14 +64,14 @@ def pair_set(bank: ImageBank, pairs: list[Pair]) -> PairSet:
 def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
     """The restricted protocol's split: a seeded random permutation, the last `val_fraction` validates."""
     order = np.random.default_rng(seed).permutation(len(pairs))
-    n_val = int(round(len(pairs) * val_fraction))
+    n_val = round(len(pairs) * val_fraction)
     return [pairs[i] for i in order[: len(pairs) - n_val]], [pairs[i] for i in order[len(pairs) - n_val :]]
 
 
 def split_people(people: list[str], val_fraction: float, seed: int) -> tuple[set[str], set[str]]:
     """The unrestricted protocol's split: a seeded tenth of the people validates, disjoint from training."""
     order = np.random.default_rng(seed).permutation(len(people))
-    n_val = int(round(len(people) * val_fraction))
+    n_val = round(len(people) * val_fraction)
     ordered = [sorted(people)[i] for i in order]
     return set(ordered[n_val:]), set(ordered[:n_val])
 
