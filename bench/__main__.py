@@ -102,7 +102,7 @@ def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: i
                       f"{threads} thread(s), {repeats} timed round(s) per figure")
         if "embedding" in wanted:
             console.print("embedding throughput: ONNX Runtime vs PyTorch ...")
-            sections.append(embedding.run(ort_model, net, images, per_image, threads, repeats, warmup,
+            sections.append(embedding.run(subject.model, net, images, per_image, threads, repeats, warmup,
                                           0.05 if quick else 0.3, ExportConfig().embedding_rtol))
         if "evaluate" in wanted:
             console.print("faceverify evaluate ...")
@@ -129,14 +129,16 @@ def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: i
 def _preamble(subject: Subject, per_image: Flops, threads: int, repeats: int, warmup: int, quick: bool,
               load_before: float | None, load_after: float | None, cores: int) -> list[str]:
     """The lines under the title: when, what model, how many threads and rounds, and how busy the machine was."""
+    from bench.subjects import shown
+
     origin = ("bundled with faceverify" if subject.bundled else
               "exported by the benchmark from the checkpoint" if subject.exported_here else "given with --model")
     lines = [
         f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
         + (" in **--quick** mode (short rounds, small data: a smoke run, not figures to quote)." if quick else "."),
         "",
-        (f"- Model: `{subject.model.name}` ({origin}), preset {subject.preset}, {per_image.flops / 1e6:.1f} MFLOP "
-         f"per image; PyTorch side: `{subject.checkpoint}` (same weights, checked)."),
+        (f"- Model: `{shown(subject.model)}` ({origin}), preset {subject.preset}, {per_image.flops / 1e6:.1f} MFLOP "
+         f"per image; PyTorch side: `{shown(subject.checkpoint)}` (same weights, checked)."),
         (f"- Threads: {threads} for PyTorch and ONNX Runtime alike. Each figure: {warmup} warm-up round(s), then "
          f"the median of {repeats}; comparisons alternate their sides round by round."),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -35,55 +37,72 @@ def same_weights(model: Model, net: SiameseNet, images: np.ndarray, rtol: float)
     return max_abs, rel
 
 
-def run(model: Model, net: SiameseNet, images: np.ndarray, flops: Flops, threads: int, repeats: int, warmup: int,
-        budget_s: float, rtol: float) -> Section:
-    """Images/s of both runtimes at batch 1 and 64, interleaved round by round, and the ratio."""
+def _compare(model: Model, net: SiameseNet, x: np.ndarray, repeats: int, warmup: int,
+             budget_s: float) -> dict[str, timing.Samples]:
+    """Seconds per call of both runtimes on one batch, rounds interleaved."""
+    xt = torch.from_numpy(x)
+
+    def onnx_call() -> np.ndarray:
+        return model.embed(x)
+
+    def torch_call() -> torch.Tensor:
+        with torch.inference_mode():
+            return net.embed(xt)
+
+    calls = {"onnx": timing.calls_for(onnx_call, budget_s), "torch": timing.calls_for(torch_call, budget_s)}
+    return timing.interleave(
+        {
+            "ONNX Runtime": lambda: timing.per_call(onnx_call, calls["onnx"]),
+            "PyTorch eager": lambda: timing.per_call(torch_call, calls["torch"]),
+        },
+        repeats,
+        warmup,
+        PAUSE_S,
+    )
+
+
+def run(model_path: Path, net: SiameseNet, images: np.ndarray, flops: Flops, threads: int, repeats: int,
+        warmup: int, budget_s: float, rtol: float) -> Section:
+    """Images/s of both runtimes at batch 1 and 64 with `threads` threads (and with one), and their ratio."""
     net.eval()
-    max_abs, rel = same_weights(model, net, images[: max(BATCHES)], rtol)
+    counts = [threads] + ([1] if threads > 1 else [])
+    sessions = {n: Model(model_path, provider="cpu", threads=n) for n in counts}
+    max_abs, rel = same_weights(sessions[threads], net, images[: max(BATCHES)], rtol)
     section = Section(
         title="Embedding throughput: ONNX Runtime vs PyTorch eager",
         intro=(
-            f"The tower on real DevTest images, {threads} thread(s) on both sides (`torch.set_num_threads({threads})`, "
-            f"ONNX Runtime `intra_op_num_threads={threads}`, CPU provider). Each round runs each side for about "
-            f"{budget_s:g} s of back-to-back calls, ONNX Runtime then PyTorch, each after {PAUSE_S * 1e3:.0f} ms idle "
-            f"(so neither starts while the other's threads still spin); {warmup} warm-up round(s), then the "
-            f"median of {repeats}. Same weights checked first: max |difference| {max_abs:.1e}, max relative L2 "
-            f"difference per embedding {rel:.1e} (limit {rtol:.0e})."
+            f"The tower on real DevTest images, the same thread count on both sides (`torch.set_num_threads(N)`, "
+            f"ONNX Runtime `intra_op_num_threads=N`, CPU provider): N = {threads}, the figures the targets judge"
+            + (", then N = 1 to show how the work scales with threads" if threads > 1 else "")
+            + f". Each round runs each side for about {budget_s:g} s of back-to-back calls, ONNX Runtime then "
+            f"PyTorch, each after {PAUSE_S * 1e3:.0f} ms idle (so neither starts while the other's threads still "
+            f"spin); {warmup} warm-up round(s), then the median of {repeats}. Same weights checked first: max "
+            f"|difference| {max_abs:.1e}, max relative L2 difference per embedding {rel:.1e} (limit {rtol:.0e})."
         ),
-        header=["batch", "runtime", "images/s", "ms per batch (min-max)", "GFLOP/s", "ONNX Runtime / PyTorch"],
+        header=["batch", "threads", "runtime", "images/s", "ms per batch (min-max)", "GFLOP/s",
+                "ONNX Runtime / PyTorch"],
     )
-    for batch in BATCHES:
-        x = images[:batch]
-        xt = torch.from_numpy(x)
-
-        def onnx_call(x: np.ndarray = x) -> np.ndarray:
-            return model.embed(x)
-
-        def torch_call(xt: torch.Tensor = xt) -> torch.Tensor:
-            with torch.inference_mode():
-                return net.embed(xt)
-
-        calls = {"onnx": timing.calls_for(onnx_call, budget_s), "torch": timing.calls_for(torch_call, budget_s)}
-        samples = timing.interleave(
-            {
-                "ONNX Runtime": lambda f=onnx_call, n=calls["onnx"]: timing.per_call(f, n),
-                "PyTorch eager": lambda f=torch_call, n=calls["torch"]: timing.per_call(f, n),
-            },
-            repeats,
-            warmup,
-            PAUSE_S,
-        )
-        speedup = timing.ratio(samples["PyTorch eager"], samples["ONNX Runtime"])
-        for name, s in samples.items():
-            per_s = batch / s.median
-            section.rows.append([
-                str(batch), name, num(per_s), f"{num(s.median * 1e3)} ({s.spread().removesuffix(' ms')})",
-                num(per_s * flops.flops / 1e9), f"{speedup:.2f}x" if name == "ONNX Runtime" else "",
-            ])
-        want = TARGETS[batch]
-        section.targets.append(Target(
-            f"ONNX Runtime / PyTorch eager, batch {batch}", f">= {want:g}x", f"{speedup:.2f}x", speedup >= want,
-        ))
+    for count in counts:
+        torch.set_num_threads(count)
+        try:
+            for batch in BATCHES:
+                samples = _compare(sessions[count], net, images[:batch], repeats, warmup, budget_s)
+                speedup = timing.ratio(samples["PyTorch eager"], samples["ONNX Runtime"])
+                for name, s in samples.items():
+                    per_s = batch / s.median
+                    section.rows.append([
+                        str(batch), str(count), name, num(per_s),
+                        f"{num(s.median * 1e3)} ({s.spread().removesuffix(' ms')})", num(per_s * flops.flops / 1e9),
+                        f"{speedup:.2f}x" if name == "ONNX Runtime" else "",
+                    ])
+                if count == threads:
+                    want = TARGETS[batch]
+                    section.targets.append(Target(
+                        f"ONNX Runtime / PyTorch eager, batch {batch}, {threads} thread(s)", f">= {want:g}x",
+                        f"{speedup:.2f}x", speedup >= want,
+                    ))
+        finally:
+            torch.set_num_threads(threads)
     section.notes.append(
         f"FLOPs per image of this model: {flops.flops / 1e6:.1f} MFLOP ({flops.conv_macs / 1e6:.1f} M multiply-adds "
         f"in convolutions + {flops.linear_macs / 1e6:.2f} M in linear layers, 2 FLOPs per multiply-add; BatchNorm, "

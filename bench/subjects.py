@@ -27,6 +27,14 @@ class Subject:
     exported_here: bool  # exported by the benchmark from the checkpoint (no bundled model yet)
 
 
+def shown(path: Path) -> str:
+    """A path as the report prints it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def checkpoint_candidates(preset: str | None) -> list[Path]:
     """Where a preset's training run keeps its best checkpoint: runs/<preset>/best.pt, then runs/default/."""
     from train.config import DEFAULT_PRESET

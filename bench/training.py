@@ -76,31 +76,39 @@ def run(cfg: TrainConfig, data_root: Path, threads: int, repeats: int, warmup: i
         raise FaceverifyError(f"preset {cfg.preset}: no training batches in this data")
     pairs = cfg.protocol == "restricted"
     unit = "pairs/s" if pairs else "images/s"
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    # the CPU with one thread as well as with `threads`: on a shared machine more threads can be slower
+    settings = [(torch.device("cpu"), n) for n in sorted({1, threads})]
+    if torch.cuda.is_available():
+        settings.append((torch.device("cuda"), threads))
     section = Section(
         title=f"Training throughput: preset {cfg.preset}",
         intro=(
             f"`train.loop.train_step` (batch assembly, {'augmentation, ' if cfg.augment else ''}forward, loss, "
             f"backward, {cfg.optimizer} step) on real LFW {'pairs' if pairs else 'identity batches'} of preset "
             f"{cfg.preset} ({cfg.protocol} protocol), from a fresh seeded state; {warmup} warm-up step(s), then the "
-            f"median of {repeats} steps. CPU with {threads} torch thread(s). One epoch = {steps} steps "
+            f"median of {repeats} steps. One epoch = {steps} steps "
             f"{'(of the --quick subset)' if smoke else ''} plus one validation pass over {len(data.val):,} pairs "
             f"(median of {max(1, min(repeats, 3))}); the estimate is steps x median step + validation."
         ),
         header=["device", "rows per step", "step ms (min-max)", unit, "training s/epoch", "validation s",
                 "epoch s (estimate)"],
     )
-    for device in devices:
-        step_s, sizes, val_s = _measure(cfg, data, device, repeats, warmup)
+    for device, count in settings:
+        torch.set_num_threads(count)
+        try:
+            step_s, sizes, val_s = _measure(cfg, data, device, repeats, warmup)
+        finally:
+            torch.set_num_threads(threads)
         rate = statistics.median(n / s for n, s in zip(sizes, step_s.seconds))
         train_epoch = steps * step_s.median
-        name = "CPU" if device.type == "cpu" else f"CUDA ({torch.cuda.get_device_name(device)})"
+        name = (f"CPU, {count} thread{'s' if count > 1 else ''}" if device.type == "cpu"
+                else f"CUDA ({torch.cuda.get_device_name(device)})")
         section.rows.append([
             name, f"{statistics.mean(sizes):.0f} {'pairs' if pairs else 'images'}",
             f"{step_s.median * 1e3:.0f} ({step_s.spread().removesuffix(' ms')})", num(rate),
             f"{train_epoch:.1f}", f"{val_s.median:.2f}", f"{train_epoch + val_s.median:.1f}",
         ])
-    if len(devices) == 1:
+    if not torch.cuda.is_available():
         section.notes.append("No GPU visible to torch on this machine: the CUDA row is missing, not zero.")
     section.notes.append(f"Decoding the run's {len(data.bank.paths):,} images once (before epoch 1): {load_s:.1f} s.")
     recorded = recorded_epochs(cfg.preset)

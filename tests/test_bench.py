@@ -14,6 +14,7 @@ import torch
 
 from bench import flops, timing
 from bench.embedding import same_weights
+from bench.machine import usable_cores
 from bench.subjects import pairs_subset
 from models import build_model
 from train.config import get_preset
@@ -86,15 +87,15 @@ def test_quick_report_targets_are_judged_on_measured_numbers(quick_report: str) 
 def test_quick_embedding_figures_are_consistent(quick_report: str) -> None:
     section = _section(quick_report, "## Embedding throughput")
     rows = _rows(section)
-    assert [(r[0], r[1]) for r in rows] == [("1", "ONNX Runtime"), ("1", "PyTorch eager"),
-                                            ("64", "ONNX Runtime"), ("64", "PyTorch eager")]
-    for batch, _runtime, per_s, ms, gflops, _ratio in rows:
+    cores = usable_cores()
+    expected = [(batch, str(n), runtime) for n in dict.fromkeys([cores, 1]) for batch in ("1", "64")
+                for runtime in ("ONNX Runtime", "PyTorch eager")]
+    assert [tuple(r[:3]) for r in rows] == expected
+    for batch, _threads, _runtime, per_s, ms, gflops, _ratio in rows:
         assert math.isclose(_number(per_s), int(batch) / (_number(ms) / 1e3), rel_tol=0.02)
         assert _number(gflops) > 0
-    for batch in ("1", "64"):
-        onnx_ms, torch_ms = (_number(r[3]) for r in rows if r[0] == batch)
-        assert math.isclose(_number(next(r[5] for r in rows if r[0] == batch and r[5])), torch_ms / onnx_ms,
-                            rel_tol=0.02)
+    for onnx, torch_row in zip(rows[::2], rows[1::2]):
+        assert math.isclose(_number(onnx[6]), _number(torch_row[4]) / _number(onnx[4]), rel_tol=0.02)
     assert re.search(r"max relative L2 difference per embedding \d\.\de-\d\d \(limit 1e-04\)", section)
 
 
@@ -117,7 +118,9 @@ def test_quick_cold_start_and_training_rows(quick_report: str) -> None:
                          '`python -c "pass" (the interpreter alone)`'}
     assert all(_number(r[1]) > 0 for r in cold.values())
     train = _rows(_section(quick_report, "## Training throughput"))
-    assert train[0][0] == "CPU" and train[0][1].endswith("images")
+    assert train[0][0] == "CPU, 1 thread" and train[0][1].endswith("images")
+    cores = usable_cores()
+    assert [r[0] for r in train if r[0].startswith("CPU")] == ["CPU, 1 thread"] + [f"CPU, {cores} threads"] * (cores > 1)
     step_ms, per_s, epoch_s = _number(train[0][2]), _number(train[0][3]), _number(train[0][6])
     assert step_ms > 0 and per_s > 0 and epoch_s >= _number(train[0][4])
     assert ("CUDA" in train[-1][0]) == torch.cuda.is_available()
