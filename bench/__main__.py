@@ -92,11 +92,11 @@ def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: i
     with tempfile.TemporaryDirectory(prefix="faceverify-bench-") as tmp:
         work = Path(tmp)
         subject = subjects.resolve(model, checkpoint, data_root, work)
-        ort_model = Model(subject.model, provider="cpu", threads=threads)
+        described = Model(subject.model, provider="cpu", threads=1)
         cfg, net = load_model(ckpt.load(subject.checkpoint))
-        if cfg.preprocess != ort_model.info.preprocess:
+        if cfg.preprocess != described.info.preprocess:
             raise FaceverifyError(f"{subject.checkpoint} preprocesses differently from {subject.model}: not its run")
-        images = subjects.real_images(lfw, ort_model, max(embedding.BATCHES))
+        images = subjects.real_images(lfw, described, max(embedding.BATCHES))
         per_image = flops.count(net.embed, net, torch.from_numpy(images[:1]))
         console.print(f"model {subject.model} (preset {subject.preset}), checkpoint {subject.checkpoint}, "
                       f"{threads} thread(s), {repeats} timed round(s) per figure")
@@ -114,8 +114,8 @@ def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: i
         if "coldstart" in wanted:
             console.print("faceverify compare cold start vs import torch ...")
             first = lfw.pairs("test")[-1]
-            sections.append(coldstart.run(subject.model, lfw.image(first.left), lfw.image(first.right), repeats,
-                                          warmup))
+            sections.append(coldstart.run(None if subject.bundled else subject.model, lfw.image(first.left),
+                                          lfw.image(first.right), repeats, warmup))
         if "training" in wanted:
             console.print(f"training throughput of {DEFAULT_PRESET} ...")
             sections.append(training.run(PRESETS[DEFAULT_PRESET], data_root, threads, repeats, warmup, quick))

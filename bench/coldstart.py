@@ -18,9 +18,14 @@ def _python(code: str) -> float:
     return timing.wall(lambda: subprocess.run([sys.executable, "-c", code], check=True))
 
 
-def run(model: Path, image_a: Path, image_b: Path, repeats: int, warmup: int) -> Section:
-    """Interleave compare / import torch / bare Python processes; medians and the ratio to importing torch."""
-    compare = ["compare", str(image_a), str(image_b), "--provider", "cpu", "--model", str(model)]
+def run(model: Path | None, image_a: Path, image_b: Path, repeats: int, warmup: int) -> Section:
+    """Interleave compare / import torch / bare Python processes; medians and the ratio to importing torch.
+
+    `model` None runs the bundled model exactly as a user types the command, without --model.
+    """
+    compare = ["compare", str(image_a), str(image_b), "--provider", "cpu"]
+    if model is not None:
+        compare += ["--model", str(model)]
     samples = timing.interleave(
         {
             "faceverify compare A B --provider cpu": lambda: run_cli(compare, check_codes=(0, 1))[0],
@@ -37,8 +42,9 @@ def run(model: Path, image_a: Path, image_b: Path, repeats: int, warmup: int) ->
         intro=(
             f"Wall time of whole processes, from start to exit, rounds interleaved ({', '.join(samples)}); "
             f"{warmup} warm-up round(s) (files in the page cache, as on a second run), median of {repeats}. "
-            f"A and B are two real LFW images; the model is given with --model. "
-            f"`{' '.join(faceverify_command())}` is the installed script."
+            "A and B are two real LFW images, scored by "
+            + ("the bundled model (no --model). " if model is None else "the model given with --model. ")
+            + f"`{' '.join(faceverify_command())}` is the installed script."
         ),
         header=["process", "median (s)", "min-max (ms)", "import torch / this"],
         rows=[
