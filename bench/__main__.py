@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bench.flops import Flops
     from bench.subjects import Subject
 
-SECTIONS = ("embedding", "evaluate", "coldstart", "training")
+SECTIONS = ("embedding", "options", "evaluate", "coldstart", "training")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 DATA_ROOT = Path(os.environ.get("FACEVERIFY_DATA", DEFAULT_DATA_ROOT))
 
@@ -69,7 +69,7 @@ def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: i
     import torch
     from rich.console import Console
 
-    from bench import coldstart, embedding, evaluate_cli, flops, machine, report, subjects, training
+    from bench import coldstart, embedding, evaluate_cli, flops, machine, ort_options, report, subjects, training
     from export.config import ExportConfig
     from train import checkpoint as ckpt
     from train.config import DEFAULT_PRESET, PRESETS
@@ -104,6 +104,10 @@ def run(data_root: Path, model: Path | None, checkpoint: Path | None, repeats: i
             console.print("embedding throughput: ONNX Runtime vs PyTorch ...")
             sections.append(embedding.run(subject.model, net, images, per_image, threads, repeats, warmup,
                                           0.05 if quick else 0.3, ExportConfig().embedding_rtol))
+        if "options" in wanted:
+            console.print("ONNX Runtime session options ...")
+            sections.append(ort_options.run(subject.model, images, described.info.embedding_size, threads, repeats,
+                                            warmup, 0.05 if quick else 0.3))
         if "evaluate" in wanted:
             console.print("faceverify evaluate ...")
             pairs, label = "test", "DevTest"

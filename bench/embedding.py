@@ -49,16 +49,8 @@ def _compare(model: Model, net: SiameseNet, x: np.ndarray, repeats: int, warmup:
         with torch.inference_mode():
             return net.embed(xt)
 
-    calls = {"onnx": timing.calls_for(onnx_call, budget_s), "torch": timing.calls_for(torch_call, budget_s)}
-    return timing.interleave(
-        {
-            "ONNX Runtime": lambda: timing.per_call(onnx_call, calls["onnx"]),
-            "PyTorch eager": lambda: timing.per_call(torch_call, calls["torch"]),
-        },
-        repeats,
-        warmup,
-        PAUSE_S,
-    )
+    sides = {"ONNX Runtime": timing.looped(onnx_call, budget_s), "PyTorch eager": timing.looped(torch_call, budget_s)}
+    return timing.interleave(sides, repeats, warmup, PAUSE_S)
 
 
 def run(model_path: Path, net: SiameseNet, images: np.ndarray, flops: Flops, threads: int, repeats: int,

@@ -83,6 +83,12 @@ def calls_for(fn: Callable[[], object], budget_s: float, most: int = 10_000) -> 
     return max(1, min(most, round(budget_s / once) if once > 0 else most))
 
 
+def looped(fn: Callable[[], object], budget_s: float) -> Callable[[], float]:
+    """A side for `interleave`: about `budget_s` seconds of back-to-back calls of `fn`, returning seconds per call."""
+    calls = calls_for(fn, budget_s)
+    return lambda: per_call(fn, calls)
+
+
 def wall(fn: Callable[[], object]) -> float:
     """Seconds one call takes."""
     start = time.perf_counter()

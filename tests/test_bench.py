@@ -15,6 +15,7 @@ import torch
 from bench import flops, timing
 from bench.embedding import same_weights
 from bench.machine import usable_cores
+from bench.ort_options import VARIANTS
 from bench.subjects import pairs_subset
 from models import build_model
 from train.config import get_preset
@@ -28,6 +29,7 @@ SECTIONS = [
     "## Machine",
     "## Targets",
     "## Embedding throughput: ONNX Runtime vs PyTorch eager",
+    "## ONNX Runtime session options",
     "## `faceverify evaluate` on DevTest",
     "## `faceverify compare A B`: cold start",
     "## Training throughput: preset fv-resnet",
@@ -97,6 +99,16 @@ def test_quick_embedding_figures_are_consistent(quick_report: str) -> None:
     for onnx, torch_row in zip(rows[::2], rows[1::2]):
         assert math.isclose(_number(onnx[6]), _number(torch_row[4]) / _number(onnx[4]), rel_tol=0.02)
     assert re.search(r"max relative L2 difference per embedding \d\.\de-\d\d \(limit 1e-04\)", section)
+
+
+def test_quick_session_options_are_measured_against_the_clis_own(quick_report: str) -> None:
+    rows = _rows(_section(quick_report, "## ONNX Runtime session options"))
+    assert [r[0] for r in rows] == ["1"] * 4 + ["64"] * 4
+    assert [r[1] for r in rows[:4]] == list(VARIANTS) == [r[1] for r in rows[4:]]
+    for first, *others in (rows[:4], rows[4:]):
+        assert first[4] == "1.00x"
+        for row in others:
+            assert math.isclose(_number(row[4]), _number(first[3]) / _number(row[3]), rel_tol=0.02)
 
 
 def test_quick_evaluate_counts_the_images_of_its_pairs(quick_report: str, data_root: Path, tmp_path: Path) -> None:
