@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import timing
-from bench.report import Section, Target, num
+from bench.report import Section, Target
 from verify_cli.errors import FaceverifyError
 
 TARGET_S = 5.0
@@ -35,55 +36,62 @@ def run_cli(args: list[str], check_codes: tuple[int, ...] = (0,)) -> tuple[float
     return seconds, done.stdout
 
 
+# the CLI as users run it, then with one decode thread (the pool's size against the model's threads)
+VARIANTS = {"CLI defaults": [], "--workers 1": ["--workers", "1"]}
+FIGURES = [  # (label, key in a run's record, decimals)
+    ("whole process, wall clock (s)", "process_s", 2),
+    ("embedding step: decode and model overlapped (s)", "wall_s", 2),
+    ("  image decode + preprocessing, summed over decode threads (s)", "decode_s", 2),
+    ("  model, time inside ONNX Runtime (s)", "model_s", 2),
+    ("rest: start-up, imports, model load, pair list, scoring, metrics (s)", "rest_s", 2),
+    ("images/s, whole process", "process_per_s", 0),
+    ("images/s, embedding step (the CLI's figure)", "images_per_s", 0),
+    ("decode + preprocessing per image (ms, one thread)", "decode_ms", 2),
+    ("model per image (ms, batch 64)", "model_ms", 2),
+]
+
+
+def _record(seconds: float, summary: dict[str, Any]) -> dict[str, float]:
+    """One run's figures: the process wall clock and the timing the CLI reports, per image where useful."""
+    t, images = summary["timing"], summary["images"]
+    return {"process_s": seconds, "images": images, **t, "rest_s": seconds - t["wall_s"],
+            "process_per_s": images / seconds, "decode_ms": t["decode_s"] / images * 1e3,
+            "model_ms": t["model_s"] / images * 1e3}
+
+
 def run(model: Path, data_root: Path, pairs: str, pairs_label: str, repeats: int, warmup: int,
         cores: int) -> Section:
     """Median wall time of whole `faceverify evaluate --json` processes, split as the CLI reports it."""
     args = ["evaluate", "--model", str(model), "--data-root", str(data_root), "--pairs", pairs, "--provider", "cpu",
             "--json"]
-    records: list[dict[str, Any]] = []
+    records: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
 
-    def once() -> float:
-        seconds, out = run_cli(args)
-        summary = json.loads(out)
-        records.append({"process_s": seconds, "images": summary["images"], **summary["timing"]})
+    def side(name: str) -> float:
+        seconds, out = run_cli(args + VARIANTS[name])
+        records[name].append(_record(seconds, json.loads(out)))
         return seconds
 
-    wall = timing.interleave({"evaluate": once}, repeats, warmup)["evaluate"]
-    timed = records[warmup:]
-    images = timed[0]["images"]
+    wall = timing.interleave({name: functools.partial(side, name) for name in VARIANTS}, repeats, warmup)
+    timed = {name: rows[warmup:] for name, rows in records.items()}
+    images = int(timed["CLI defaults"][0]["images"])
 
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in timed)
+    def cell(name: str, key: str, digits: int) -> str:
+        values = [r[key] for r in timed[name]]
+        low, mid, high = min(values), statistics.median(values), max(values)
+        return f"{mid:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
 
-    def spread(key: str, digits: int = 2) -> str:
-        values = [r[key] for r in timed]
-        return f"{min(values):,.{digits}f}-{max(values):,.{digits}f}"
-
-    for r in timed:
-        r["rest_s"] = r["process_s"] - r["wall_s"]
-    process = wall.median
+    process = wall["CLI defaults"].median
     section = Section(
         title="`faceverify evaluate` on DevTest",
         intro=(
             f"`faceverify {' '.join(args[:1] + ['--model', 'MODEL'] + args[3:])}` on {pairs_label} "
-            f"({images:,} distinct images), a new process each run, CPU provider and the CLI's defaults (decode "
-            f"threads: one per core, batch 64, ONNX Runtime's default threads) on {cores} core(s). {warmup} warm-up "
-            f"run(s) (the image files are then in the page cache), median of {repeats}."
+            f"({images:,} distinct images), a new process each run, on {cores} core(s): with the CLI's defaults "
+            "(decode threads: one per core up to 8, batch 64, ONNX Runtime's default threads), and with one decode "
+            f"thread, runs alternating. {warmup} warm-up round(s) (the image files are then in the page cache), "
+            f"median (min-max) of {repeats}."
         ),
-        header=["figure", "median", "min-max"],
-        rows=[
-            ["whole process, wall clock (s)", f"{process:.2f}", spread("process_s")],
-            ["embedding step: decode and model overlapped (s)", f"{med('wall_s'):.2f}", spread("wall_s")],
-            ["  image decode + preprocessing, summed over decode threads (s)", f"{med('decode_s'):.2f}",
-             spread("decode_s")],
-            ["  model, time inside ONNX Runtime (s)", f"{med('model_s'):.2f}", spread("model_s")],
-            ["rest: start-up, imports, model load, pair list, scoring, metrics (s)", f"{med('rest_s'):.2f}",
-             spread("rest_s")],
-            ["images/s, whole process", num(images / process), ""],
-            ["images/s, embedding step (the CLI's figure)", num(med("images_per_s")), spread("images_per_s", 0)],
-            ["decode + preprocessing per image (ms, one thread)", f"{med('decode_s') / images * 1e3:.2f}", ""],
-            ["model per image (ms, batch 64)", f"{med('model_s') / images * 1e3:.2f}", ""],
-        ],
+        header=["figure", *VARIANTS],
+        rows=[[label] + [cell(name, key, digits) for name in VARIANTS] for label, key, digits in FIGURES],
     )
     section.notes.append(
         "Decode runs in a thread pool ahead of the model, so decode and model seconds overlap and add up to more "

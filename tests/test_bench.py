@@ -119,9 +119,10 @@ def test_quick_evaluate_counts_the_images_of_its_pairs(quick_report: str, data_r
     section = _section(quick_report, "## `faceverify evaluate`")
     assert f"({images:,} distinct images)" in section
     rows = {r[0]: r for r in _rows(section)}
-    process = _number(rows["whole process, wall clock (s)"][1])
-    assert process > _number(rows["embedding step: decode and model overlapped (s)"][1]) > 0
-    assert _number(rows["images/s, whole process"][1]) == pytest.approx(images / process, rel=0.02)
+    for column in (1, 2):  # CLI defaults, --workers 1
+        process = _number(rows["whole process, wall clock (s)"][column])
+        assert process > _number(rows["embedding step: decode and model overlapped (s)"][column]) > 0
+        assert _number(rows["images/s, whole process"][column]) == pytest.approx(images / process, rel=0.05)
 
 
 def test_quick_cold_start_and_training_rows(quick_report: str) -> None:
