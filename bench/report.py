@@ -36,10 +36,10 @@ def num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table; the first column left-aligned, the others right-aligned."""
+def table(header: list[str], rows: list[list[str]], figures: bool = True) -> str:
+    """A Markdown table; the first column left-aligned, the others right-aligned when they hold figures."""
     cells = [[c.replace("|", "\\|") for c in row] for row in [header, *rows]]
-    align = [":--"] + ["--:"] * (len(header) - 1)
+    align = [":--"] + ["--:" if figures else ":--"] * (len(header) - 1)
     lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
     return "\n".join(lines)
@@ -53,11 +53,11 @@ def verdict(met: bool | None) -> str:
 def render(title: str, preamble: list[str], machine: list[tuple[str, str]], sections: list[Section],
            command: str) -> str:
     """The whole report as Markdown: machine, one table per benchmark, targets, and the command that made it."""
-    parts = [f"# {title}", "\n".join(preamble), "## Machine", table(["", ""], [[k, v] for k, v in machine])]
+    parts = [f"# {title}", "\n".join(preamble), "## Machine", table(["", ""], [[k, v] for k, v in machine], figures=False)]
     targets = [t for s in sections for t in s.targets]
     if targets:
         rows = [[t.name, t.target, t.measured, verdict(t.met) + (f" ({t.note})" if t.note else "")] for t in targets]
-        parts += ["## Targets", table(["figure", "target", "measured", "met?"], rows)]
+        parts += ["## Targets", table(["figure", "target", "measured", "met?"], rows, figures=False)]
     for section in sections:
         parts += [f"## {section.title}", section.intro, table(section.header, section.rows)]
         if section.notes:

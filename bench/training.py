@@ -86,8 +86,8 @@ def run(cfg: TrainConfig, data_root: Path, threads: int, repeats: int, warmup: i
             f"`train.loop.train_step` (batch assembly, {'augmentation, ' if cfg.augment else ''}forward, loss, "
             f"backward, {cfg.optimizer} step) on real LFW {'pairs' if pairs else 'identity batches'} of preset "
             f"{cfg.preset} ({cfg.protocol} protocol), from a fresh seeded state; {warmup} warm-up step(s), then the "
-            f"median of {repeats} steps. One epoch = {steps} steps "
-            f"{'(of the --quick subset)' if smoke else ''} plus one validation pass over {len(data.val):,} pairs "
+            f"median of {repeats} steps. One epoch = {steps} steps"
+            f"{' (of the --quick subset)' if smoke else ''} plus one validation pass over {len(data.val):,} pairs "
             f"(median of {max(1, min(repeats, 3))}); the estimate is steps x median step + validation."
         ),
         header=["device", "rows per step", "step ms (min-max)", unit, "training s/epoch", "validation s",
