@@ -112,6 +112,13 @@ PRESETS["fv-resnet-deep"] = replace(
     max_epochs=70,
     patience=20,
 )
+PRESETS["fv-resnet-80"] = replace(
+    PRESETS["fv-resnet"],
+    preset="fv-resnet-80",
+    description="fv-resnet on 80x80 inputs from a wider crop (0.55): more detail and a little hair and jaw",
+    model=replace(PRESETS["fv-resnet"].model, input_size=80),
+    preprocess=replace(PRESETS["fv-resnet"].preprocess, size=80, crop=0.55),
+)
 DEFAULT_PRESET = "fv-resnet"
 
 
