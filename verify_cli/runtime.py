@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,13 @@ BUNDLED_MODEL = "faceverify.onnx"
 def bundled_model_path() -> Path:
     """The default model that ships inside the package."""
     return Path(str(resources.files("verify_cli") / "assets" / BUNDLED_MODEL))
+
+
+def _may_have_gpu() -> bool:
+    """False only where we can tell there is no NVIDIA device (Linux without /dev/nvidia*)."""
+    if not sys.platform.startswith("linux") or not os.path.isdir("/dev"):
+        return True
+    return any(name.startswith("nvidia") for name in os.listdir("/dev"))
 
 
 @contextlib.contextmanager
@@ -55,6 +63,8 @@ class Model:
         if threads > 0:
             options.intra_op_num_threads = threads
         wanted = {"auto": ["cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[provider]
+        if provider == "auto" and not _may_have_gpu():
+            wanted = ["cpu"]  # skip ONNX Runtime's CUDA library probe (tens of ms) where no NVIDIA device exists
         available = ort.get_available_providers()
         names = [PROVIDERS[p] for p in wanted if PROVIDERS[p] in available]
         if provider == "cuda" and PROVIDERS["cuda"] not in names:
