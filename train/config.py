@@ -119,7 +119,7 @@ PRESETS["fv-resnet-80"] = replace(
     model=replace(PRESETS["fv-resnet"].model, input_size=80),
     preprocess=replace(PRESETS["fv-resnet"].preprocess, size=80, crop=0.55),
 )
-DEFAULT_PRESET = "fv-resnet"
+DEFAULT_PRESET = "fv-resnet-80"
 
 
 def get_preset(name: str) -> TrainConfig:
