@@ -222,9 +222,11 @@ def test_real_process_bad_inputs(onnx_model: Path, lfw_images: list[Path], tmp_p
     bad_model = _bad_model("random-bytes", tmp_path, onnx_model)
     for args in (["compare", lfw_images[0], lfw_images[1], "--model", bad_model],
                  ["compare", lfw_images[0], huge_png(tmp_path / "huge.png"), "--model", onnx_model],
-                 ["info", "--model", onnx_model, "--provider", "gpu"]):
+                 ["info", "--model", onnx_model, "--provider", "gpu"],
+                 ["evaluate", "--no-such-option"],
+                 ["no-such-command"]):
         process = faceverify(*args)
         assert process.returncode == 2, process
         assert "Traceback" not in process.stderr
-        if args[-1] != "gpu":  # Typer's own usage errors keep Typer's format
-            assert process.stderr.startswith("error: ") and process.stderr.count("\n") == 1, process.stderr
+        assert process.stderr.startswith("error: ") and process.stderr.count("\n") == 1, process.stderr
+    assert "'gpu' is not one of" in faceverify("info", "--provider", "gpu").stderr

@@ -591,10 +591,27 @@ def _describe(value: str | None, skip: tuple[str, ...] = ()) -> str:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
+def _subcommand() -> str:
+    """The subcommand named on the command line, with a trailing space ('' when none)."""
+    known = {"compare", "evaluate", "info"}
+    return next((f"{arg} " for arg in sys.argv[1:] if arg in known), "")
+
+
 def main() -> None:
     """Console-script entry point: run the app; anything that escapes becomes one line and exit code 2."""
     try:
-        app(prog_name="faceverify")
+        code = app(prog_name="faceverify", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.exceptions.TyperException as exc:  # usage errors: a bad option value, a missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if message.strip():  # empty when no arguments were given and the help was shown instead
+            print_error(f"{message} (see faceverify {_subcommand()}--help)")
+        sys.exit(EXIT_ERROR)
     except FaceverifyError as exc:
         print_error(exc.message)
         sys.exit(EXIT_ERROR)
