@@ -78,7 +78,7 @@ def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs
     history = fit(cfg, data, run_dir, resume=resume, console=console, max_epochs=epochs)
     result = finalize(run_dir, data, console)
     summary = result["summary"]
-    report.plot_curves(history, run_dir / "curves.png")
+    report.plot_curves(history, run_dir / "curves.png", "CosFace + pair BCE" if cfg.protocol == "unrestricted" else "")
     report.plot_roc(
         {"validation": (result["val_probs"], data.val.labels), "DevTest": (result["test_probs"], data.test.labels)},
         run_dir / "roc.png",

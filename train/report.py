@@ -18,8 +18,8 @@ COLUMNS = [
 ]
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss and accuracy per epoch, training against validation."""
+def plot_curves(history: list[dict[str, Any]], path: Path, train_loss: str = "") -> None:
+    """Loss and accuracy per epoch; `train_loss` names a training loss unlike the validation pair BCE (own axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,16 +27,21 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax1.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    ax1.plot(epochs, [r["val_loss"] for r in history], label="validation (pair BCE)", color="C1")
     ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
+    train_ax = ax1.twinx() if train_loss else ax1
+    train_ax.plot(epochs, [r["train_loss"] for r in history], label=f"train ({train_loss or 'pair BCE'})", color="C0")
+    if train_loss:
+        train_ax.set_ylabel(f"train loss ({train_loss})")
     ax2.plot(epochs, [r["train_accuracy"] for r in history], label="train")
     ax2.plot(epochs, [r["val_accuracy"] for r in history], label="validation")
     ax2.plot(epochs, [r["val_auc"] for r in history], label="validation AUC", linestyle="--")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0.4, 1.0))
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend()
+    lines = ax1.get_lines() + (train_ax.get_lines() if train_ax is not ax1 else [])
+    ax1.legend(lines, [line.get_label() for line in lines])
+    ax2.legend()
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
