@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXIT_SAME = 0
 EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
@@ -25,3 +27,22 @@ def print_error(message: str) -> None:
 
     sys.stderr.write(f"error: {' '.join(message.split())}\n")
     sys.stderr.flush()
+
+
+def require_file(path: Path, expected: str, missing: str = "no such file") -> None:
+    """The check every input file gets first: it exists and is not a directory, else one line naming it."""
+    if not path.exists():
+        raise FaceverifyError(f"{path}: {missing}")
+    if path.is_dir():
+        raise FaceverifyError(f"{path}: is a directory, expected {expected}")
+
+
+def read_text(path: Path, expected: str) -> str:
+    """A whole UTF-8 text file (a leading byte-order mark dropped), or one line saying why not."""
+    require_file(path, expected)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FaceverifyError(f"{path}: not a text file (invalid UTF-8)") from None
+    except OSError as exc:
+        raise FaceverifyError(f"{path}: cannot read ({exc.strerror or exc})") from None

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, read_text
 
 BASE_FOLDER = "lfw-py"
 IMAGE_SETS = {"deepfunneled": "lfw-deepfunneled", "funneled": "lfw_funneled", "original": "lfw"}
@@ -45,16 +45,7 @@ def person_of(relpath: str) -> str:
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        raise FaceverifyError(f"{path}: no such file")
-    if path.is_dir():
-        raise FaceverifyError(f"{path}: is a directory, expected a text file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise FaceverifyError(f"{path}: not a text file (invalid UTF-8)") from None
-    except OSError as exc:
-        raise FaceverifyError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = read_text(path, "a text file")
     lines = [line.rstrip("\r") for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, read_text
 
 HEADERS = {("left", "right"), ("a", "b"), ("image_a", "image_b")}
 
@@ -25,17 +25,7 @@ class PathPairs:
 def _read_text(source: str) -> str:
     if source == "-":
         return sys.stdin.read()
-    path = Path(source)
-    if not path.exists():
-        raise FaceverifyError(f"{path}: no such file")
-    if path.is_dir():
-        raise FaceverifyError(f"{path}: is a directory, expected a list of image pairs")
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise FaceverifyError(f"{path}: not a text file (invalid UTF-8)") from None
-    except OSError as exc:
-        raise FaceverifyError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return read_text(Path(source), "a list of image pairs")
 
 
 def read_path_pairs(source: str) -> PathPairs:

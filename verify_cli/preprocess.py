@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, require_file
 
 # Larger images are refused before decoding: a decompression bomb must not eat the machine's memory.
 MAX_PIXELS = 40_000_000
@@ -81,10 +81,7 @@ def _convert(img: Image.Image, mode: str) -> Image.Image:
 def load_image(path: str | os.PathLike, mode: str = "L") -> Image.Image:
     """Open and fully decode an image file as `mode`, or raise one clear FaceverifyError naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise FaceverifyError(f"{path}: no such file")
-    if path.is_dir():
-        raise FaceverifyError(f"{path}: is a directory, expected an image file")
+    require_file(path, "an image file")
     try:
         size = path.stat().st_size
     except OSError as exc:

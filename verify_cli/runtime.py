@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from verify_cli import modelmeta
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, require_file
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 BUNDLED_MODEL = "faceverify.onnx"
@@ -85,10 +85,7 @@ class Model:
         self._check_graph()
 
     def _check_file(self) -> None:
-        if not self.path.exists():
-            raise FaceverifyError(f"{self.path}: no such model file")
-        if self.path.is_dir():
-            raise FaceverifyError(f"{self.path}: is a directory, expected an .onnx model file")
+        require_file(self.path, "an .onnx model file", missing="no such model file")
         if self.path.stat().st_size == 0:
             raise FaceverifyError(f"{self.path}: empty model file")
 
