@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from verify_cli import __version__
-from verify_cli.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, FaceverifyError, print_error
+from verify_cli.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, FaceverifyError, print_error, require_file
 from verify_cli.lfw import DEFAULT_DATA_ROOT
 
 if TYPE_CHECKING:
@@ -325,11 +325,11 @@ def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_
         first_line.setdefault(a, line)
         first_line.setdefault(b, line)
     name = "<stdin>" if pairs_file == "-" else pairs_file
-    for key in keys:
-        path = Path(key)
-        if not path.is_file():
-            what = "is a directory, expected an image file" if path.is_dir() else "no such file"
-            raise FaceverifyError(f"{name}:{first_line[key]}: {key}: {what}")
+    for key in keys:  # every image is checked before the model loads; the error names the list's line
+        try:
+            require_file(Path(key), "an image file")
+        except FaceverifyError as exc:
+            raise FaceverifyError(f"{name}:{first_line[key]}: {exc.message}") from None
     model = _load_model(model_path, provider)
     t, source = _threshold(threshold, model)
     with _Progress(len(keys), "embedding") as advance:
