@@ -20,6 +20,7 @@ class ModelConfig:
     kernels: tuple[int, ...] = (10, 7, 4, 4)  # koch only
     pools: tuple[bool, ...] = (True, True, True, False)  # koch only
     blocks: tuple[int, ...] = ()  # resnet only: residual blocks per stage
+    pooling: str = "avg"  # resnet only: "avg" (global average) or "flatten" (every position of the last map)
     batchnorm: bool = True
     dropout: float = 0.0
     embedding: int = 4096
@@ -92,7 +93,9 @@ def build_model(cfg: ModelConfig) -> SiameseNet:
             cfg.batchnorm, cfg.dropout, cfg.embedding,
         )
     elif cfg.tower == "resnet":
-        tower = ResNetTower(cfg.input_channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout)
+        tower = ResNetTower(
+            cfg.input_channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, cfg.pooling, cfg.input_size
+        )
     else:
         raise ValueError(f"unknown tower {cfg.tower!r}")
     if cfg.head == "l1":

@@ -79,10 +79,16 @@ class BasicBlock(nn.Module):
 
 
 class ResNetTower(nn.Module):
-    """A small residual tower for a small data set: stem, strided stages, global pooling, a linear embedding."""
+    """A small residual tower for a small data set: stem, strided stages, then a linear embedding.
+
+    `pooling` decides what the embedding sees: "avg" averages the last feature map over space; "flatten"
+    keeps every position (BatchNorm, dropout, flatten, linear: ArcFace's output layer "E"), which suits
+    aligned faces, where a position in the map is a position on the face.
+    """
 
     def __init__(
-        self, in_channels: int, channels: tuple[int, ...], blocks: tuple[int, ...], embedding: int, dropout: float
+        self, in_channels: int, channels: tuple[int, ...], blocks: tuple[int, ...], embedding: int, dropout: float,
+        pooling: str = "avg", input_size: int = 0,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -93,11 +99,21 @@ class ResNetTower(nn.Module):
             stages.extend(BasicBlock(cin if i == 0 else cout, cout, 2 if i == 0 else 1) for i in range(count))
             cin = cout
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        if pooling == "avg":
+            self.pool: nn.Module = nn.AdaptiveAvgPool2d(1)
+            features = cin
+        elif pooling == "flatten":
+            side = input_size
+            for _ in channels:
+                side = (side - 1) // 2 + 1  # a stride-2 3x3 convolution with padding 1
+            self.pool = nn.BatchNorm2d(cin)
+            features = cin * side * side
+        else:
+            raise ValueError(f"unknown pooling {pooling!r}")
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.embed = nn.Linear(cin, embedding, bias=False)
+        self.embed = nn.Linear(features, embedding, bias=False)
         self.bn = nn.BatchNorm1d(embedding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stages(self.stem(x))).flatten(1)
-        return self.bn(self.embed(self.drop(x)))
+        x = self.pool(self.stages(self.stem(x)))
+        return self.bn(self.embed(self.drop(x).flatten(1)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -48,3 +50,17 @@ def test_every_preset_runs_and_round_trips(name: str) -> None:
         logits = model(x, x.flip(0))
         assert logits.shape == (2,)
         assert torch.allclose(logits, model(x.flip(0), x), atol=1e-5)  # the head is symmetric
+
+
+@pytest.mark.parametrize("size", [80, 70, 64])
+def test_flatten_pooling_keeps_every_position(size: int) -> None:
+    cfg = replace(PRESETS["fv-flat"].model, input_size=size)
+    tower = build_model(cfg).tower.eval()
+    side = size
+    for _ in cfg.channels:
+        side = (side + 1) // 2
+    assert tower.embed.in_features == cfg.channels[-1] * side * side
+    x = torch.rand(2, 3, size, size)
+    mirrored = x.flip(3)
+    with torch.no_grad():  # average pooling is blind to a mirrored last map, flattening is not
+        assert not torch.allclose(tower(x), tower(mirrored), atol=1e-4)

@@ -13,7 +13,7 @@ import torch
 from tests.conftest import REPO
 from train import checkpoint
 from train.__main__ import run
-from train.data import augment, split_pairs, split_people
+from train.data import augment, photometric, split_pairs, split_people
 from verify_cli.lfw import LFWRoot
 
 
@@ -50,6 +50,15 @@ def test_augment_keeps_shape_and_is_seeded() -> None:
     a = augment(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and not torch.equal(a, x)
     assert torch.equal(a, augment(x, torch.Generator().manual_seed(1)))
+
+
+def test_photometric_jitter_is_seeded_and_greys_some_images() -> None:
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    a = photometric(x, torch.Generator().manual_seed(1), 0.3)
+    assert a.shape == x.shape and not torch.equal(a, x)
+    assert torch.equal(a, photometric(x, torch.Generator().manual_seed(1), 0.3))
+    grey = [bool(torch.allclose(img[0], img[1]) and torch.allclose(img[1], img[2])) for img in a]
+    assert 0 < sum(grey) < 64
 
 
 def _history(run_dir: Path) -> list[dict]:

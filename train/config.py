@@ -29,6 +29,7 @@ class TrainConfig:
     monitor: str = "val_loss"  # "val_loss" (lower is better) or "val_auc" (higher is better)
     val_fraction: float = 0.1
     augment: bool = False  # Koch et al.'s affine distortions and horizontal flips, training batches only
+    color: float = 0.0  # brightness, contrast and saturation jitter (1 +- color) and 10% grey, training only
     seed: int = 0
     # unrestricted protocol only
     identities_per_batch: int = 32
@@ -118,6 +119,18 @@ PRESETS["fv-resnet-80"] = replace(
     description="fv-resnet on 80x80 inputs from a wider crop (0.55): more detail and a little hair and jaw",
     model=replace(PRESETS["fv-resnet"].model, input_size=80),
     preprocess=replace(PRESETS["fv-resnet"].preprocess, size=80, crop=0.55),
+)
+PRESETS["fv-flat"] = replace(
+    PRESETS["fv-resnet-80"],
+    preset="fv-flat",
+    description="fv-resnet-80 with a flattened last feature map (BatchNorm, dropout 0.4, linear) as embedding",
+    model=replace(PRESETS["fv-resnet-80"].model, pooling="flatten", dropout=0.4),
+)
+PRESETS["fv-flat-color"] = replace(
+    PRESETS["fv-flat"],
+    preset="fv-flat-color",
+    description="fv-flat with lighting and colour jitter (0.3) and 10% grey training images",
+    color=0.3,
 )
 DEFAULT_PRESET = "fv-resnet-80"
 

@@ -137,6 +137,23 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def photometric(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:
+    """Lighting and colour jitter: brightness, contrast and saturation each scaled by 1 +- strength, and one
+    image in ten turned grey (LFW mixes colour and grey photos taken under every kind of light)."""
+    n = x.shape[0]
+
+    def factor() -> torch.Tensor:
+        return (1 + strength * (2 * torch.rand(n, generator=generator) - 1)).to(x.dtype).view(n, 1, 1, 1)
+
+    brightness, contrast, saturation = factor(), factor(), factor()
+    grey_out = (torch.rand(n, generator=generator) < 0.1).to(x.dtype).view(n, 1, 1, 1)
+    grey = x.mean(1, keepdim=True)
+    x = grey + saturation * (1 - grey_out) * (x - grey)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = mean + contrast * (x - mean)
+    return x + (brightness - 1)  # inputs are scaled around zero, so brightness is an offset
+
+
 @dataclass
 class Data:
     """What one training run reads: the bank and its splits."""

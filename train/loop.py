@@ -19,7 +19,7 @@ from models import SiameseNet, build_model
 from models.heads import CosineHead
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import Data, ImageBank, PairSet, augment, batches, identity_batches
+from train.data import Data, ImageBank, PairSet, augment, batches, identity_batches, photometric
 from train.losses import CosFace, in_batch_pair_loss
 from verify_cli import metrics
 from verify_cli.errors import FaceverifyError
@@ -152,6 +152,8 @@ def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device
     x = data.bank.batch(images, cfg.preprocess)
     if cfg.augment:
         x = augment(x, gen)
+    if cfg.color > 0:
+        x = photometric(x, gen, cfg.color)
     emb = st.model.embed(x.to(device))
     if cfg.protocol == "restricted":
         n = rows.size
