@@ -3,6 +3,7 @@ PY      ?= .venv/bin/python
 DATA    ?= ../shared/data/lfw
 PRESET  ?= default
 RUN     ?= runs/$(PRESET)
+THREADS ?= 1# one thread: the same seed gives bit-identical weights on a machine; 0 uses every core (faster)
 MODEL   ?= $(RUN)/faceverify.onnx
 ASSET   := verify_cli/assets/faceverify.onnx
 
@@ -17,7 +18,7 @@ setup: .venv/.installed
 	touch $@
 
 train: setup
-	$(PY) -m train --preset $(PRESET) --data-root $(DATA) --run-dir $(RUN) --resume
+	$(PY) -m train --preset $(PRESET) --data-root $(DATA) --run-dir $(RUN) --threads $(THREADS) --resume
 
 export: setup
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(MODEL) --data-root $(DATA)

@@ -132,7 +132,10 @@ PRESETS["fv-flat-color"] = replace(
     description="fv-flat with lighting and colour jitter (0.3) and 10% grey training images",
     color=0.3,
 )
-DEFAULT_PRESET = "fv-resnet-80"
+PRESETS["fv-flat-50"] = replace(
+    PRESETS["fv-flat"], preset="fv-flat-50", description="fv-flat with a 50-epoch cosine schedule", max_epochs=50
+)
+DEFAULT_PRESET = "fv-flat"
 
 
 def get_preset(name: str) -> TrainConfig:
