@@ -18,7 +18,7 @@ from bench.machine import usable_cores
 from bench.ort_options import VARIANTS
 from bench.subjects import pairs_subset
 from models import build_model
-from train.config import get_preset
+from train.config import DEFAULT_PRESET, get_preset
 from verify_cli.errors import FaceverifyError
 from verify_cli.evaluation import index_pairs
 from verify_cli.lfw import LFWRoot, parse_pairs
@@ -32,7 +32,7 @@ SECTIONS = [
     "## ONNX Runtime session options",
     "## `faceverify evaluate` on DevTest",
     "## `faceverify compare A B`: cold start",
-    "## Training throughput: preset fv-resnet",
+    f"## Training throughput: preset {DEFAULT_PRESET}",
     "## Command",
 ]
 

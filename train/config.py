@@ -135,7 +135,7 @@ PRESETS["fv-flat-color"] = replace(
 PRESETS["fv-flat-50"] = replace(
     PRESETS["fv-flat"], preset="fv-flat-50", description="fv-flat with a 50-epoch cosine schedule", max_epochs=50
 )
-DEFAULT_PRESET = "fv-flat"
+DEFAULT_PRESET = "fv-flat-50"
 
 
 def get_preset(name: str) -> TrainConfig:
