@@ -119,7 +119,10 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
 
 def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> None:
     if TrainConfig.from_dict(saved["config"]) != cfg:  # fields added later with defaults still match
-        raise FaceverifyError(f"{path}: was written by a different configuration; use another --run-dir")
+        raise FaceverifyError(
+            f"{path}: was written by a different configuration (preset {saved['config'].get('preset')}, now "
+            f"{cfg.preset}); use another --run-dir (make train RUN=...) or remove the old run (make clean)"
+        )
     try:
         st.model.load_state_dict(saved["model"])
         st.optimizer.load_state_dict(saved["optimizer"])
