@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import typer
 from rich.console import Console
 
 from verify_cli.errors import EXIT_ERROR, FaceverifyError
-from verify_cli.lfw import DEFAULT_DATA_ROOT
+from verify_cli.lfw import resolve_data_root
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -21,14 +20,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-DATA_ROOT = Path(os.environ.get("FACEVERIFY_DATA", DEFAULT_DATA_ROOT))
-
-
 @app.command()
 def main(
     checkpoint: Annotated[Path, typer.Option(help="Finalized checkpoint of a training run (RUN/best.pt).")],
     out: Annotated[Path, typer.Option(help="The ONNX model to write; the parity report goes beside it.")],
-    data_root: Annotated[Path, typer.Option(help="LFW data root (for the parity pairs).")] = DATA_ROOT,
+    data_root: Annotated[Path | None, typer.Option(help="LFW data root (for the parity pairs) \\[default: "
+                                                       "$FACEVERIFY_DATA, else ./data/lfw].", show_default=False)] = None,
     pairs: Annotated[
         int | None, typer.Option(help="Validation pairs to check parity on (at least 200; default all).")
     ] = None,
@@ -46,7 +43,7 @@ def main(
         from export.summary import summary_table
 
         config = ExportConfig(opset=opset, pairs=pairs, dry_run=dry_run)
-        result = export_model(checkpoint, out, data_root, config, console)
+        result = export_model(checkpoint, out, resolve_data_root(data_root), config, console)
     except FaceverifyError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(EXIT_ERROR) from None

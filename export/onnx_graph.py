@@ -11,7 +11,7 @@ from torch import nn
 
 from models import SiameseNet
 from verify_cli import modelmeta
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, first_line
 from verify_cli.preprocess import Preprocess
 
 
@@ -35,7 +35,7 @@ def embedding_size(model: SiameseNet, spec: Preprocess) -> int:
             out = model.eval().embed(torch.zeros(1, spec.channels, spec.size, spec.size))
     except RuntimeError as exc:
         raise FaceverifyError(
-            f"the network does not accept {spec.channels}x{spec.size}x{spec.size} input: {str(exc).splitlines()[0]}"
+            f"the network does not accept {spec.channels}x{spec.size}x{spec.size} input: {first_line(exc)}"
         ) from None
     if out.ndim != 2:
         raise FaceverifyError(f"the tower returns shape {tuple(out.shape)}, expected (batch, embedding)")
@@ -71,8 +71,7 @@ def export_graph(model: SiameseNet, spec: Preprocess, path: str | os.PathLike, o
                 input_names=names_in, output_names=names_out, dynamic_axes=axes, do_constant_folding=True,
             )
     except (RuntimeError, TypeError, ValueError, torch.onnx.errors.OnnxExporterError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FaceverifyError(f"ONNX export failed: {first[:200]}") from None
+        raise FaceverifyError(f"ONNX export failed: {first_line(exc)}") from None
     return dim
 
 
@@ -81,5 +80,4 @@ def check_graph(path: str | os.PathLike) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FaceverifyError(f"the ONNX checker rejected the exported model: {first[:200]}") from None
+        raise FaceverifyError(f"the ONNX checker rejected the exported model: {first_line(exc)}") from None

@@ -21,7 +21,7 @@ from train.config import TrainConfig
 from train.loop import load_model
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
-from verify_cli.outputs import check_output, write_atomic_with
+from verify_cli.outputs import atomic_path, check_output
 from verify_cli.runtime import Model
 
 GraphTransform = Callable[[onnx.ModelProto], None]
@@ -125,7 +125,8 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         _check_roundtrip(tmp, props)
         built.update(report=report, props=props)
 
-    write_atomic_with(out, build)
+    with atomic_path(out) as tmp:
+        build(str(tmp))
     parity_path = parity_report_path(out)
     report: ParityReport = built["report"]
     checkpoint.save_json({"model": out.name, "checkpoint": str(checkpoint_path), "opset": config.opset,

@@ -1,23 +1,24 @@
-"""Shared fixtures: the LFW data root (tests that need it skip with a reason when it is absent) and a tiny run."""
+"""Shared fixtures: the LFW data root (absent: tests that need it skip, or fail under CI=true) and a tiny run."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from helpers import DATA_ROOT, HAVE_LFW, IN_CI
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("FACEVERIFY_DATA", REPO.parent / "shared" / "data" / "lfw"))
-HAVE_LFW = (DATA_ROOT / "lfw-py" / "lfw-deepfunneled").is_dir()
-needs_lfw = pytest.mark.skipif(not HAVE_LFW, reason=f"no LFW data root at {DATA_ROOT} (set FACEVERIFY_DATA)")
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under CI=true a missing data root fails the run at once: CI always has one, so green must mean tested."""
+    if IN_CI and not HAVE_LFW:
+        raise pytest.UsageError(f"CI=true but no LFW data root at {DATA_ROOT}: set FACEVERIFY_DATA or run `make data`")
 
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The LFW data root; skips the test when there is none."""
+    """The LFW data root; skips the test (with the reason) when there is none outside CI."""
     if not HAVE_LFW:
-        pytest.skip(f"no LFW data root at {DATA_ROOT} (set FACEVERIFY_DATA)")
+        pytest.skip(f"no LFW data root at {DATA_ROOT} (set FACEVERIFY_DATA or run `make data`)")
     return DATA_ROOT
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 
 from bench import flops, timing
 from bench.embedding import same_weights
@@ -24,7 +25,6 @@ from verify_cli.evaluation import index_pairs
 from verify_cli.lfw import LFWRoot, parse_pairs
 from verify_cli.runtime import Model
 
-REPO = Path(__file__).resolve().parents[1]
 SECTIONS = [
     "## Machine",
     "## Targets",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import REPO, faceverify, invoke
+from helpers import REPO, faceverify, invoke
 from PIL import Image
 
 from verify_cli import metrics, runtime

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
-import onnx
 import pytest
-from cli_helpers import faceverify, invoke
-from typer.testing import Result
+from helpers import assert_one_error_line, bad_model, faceverify, huge_png, invoke
 
-from verify_cli import evaluation, modelmeta
-from verify_cli.errors import EXIT_ERROR
-
-
-def assert_one_error_line(result: Result, contains: str = "", code: int = EXIT_ERROR, started: bool = False) -> None:
-    """Exit code 2 (or `code`), exactly one `error: ...` line on stderr, no traceback; stdout empty unless the
-    failure came after evaluate `started` (its header line names the model and pairs before embedding)."""
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert result.stdout == "" or (started and result.stdout.startswith("faceverify ")), result.stdout
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert contains in result.stderr, result.stderr
-
-
-def huge_png(path: Path, width: int = 20_000, height: int = 20_000) -> Path:
-    """A tiny file whose PNG header announces a decompression bomb."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-    return path
+from verify_cli import evaluation
 
 
 def _bad_image(kind: str, tmp_path: Path, good: Path) -> Path:
@@ -69,25 +44,6 @@ def test_bad_image(kind: str, onnx_model: Path, lfw_images: list[Path], tmp_path
     assert_one_error_line(invoke("compare", lfw_images[0], bad, "--model", onnx_model), BAD_IMAGES[kind])
 
 
-def _bad_model(kind: str, tmp_path: Path, good: Path) -> Path:
-    path = tmp_path / f"{kind}.onnx"
-    if kind == "missing":
-        return path
-    if kind == "directory":
-        return tmp_path
-    if kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "random-bytes":
-        path.write_bytes(bytes(range(256)) * 64)
-    else:
-        proto = onnx.load(str(good))
-        if kind == "no-metadata":
-            del proto.metadata_props[:]
-        elif kind == "future-format":
-            next(p for p in proto.metadata_props if p.key == modelmeta.K_FORMAT).value = "99"
-        onnx.save(proto, str(path))
-    return path
-
 
 BAD_MODELS = {
     "missing": "no such model file",
@@ -101,8 +57,8 @@ BAD_MODELS = {
 
 @pytest.mark.parametrize("command", ["compare", "info"])
 @pytest.mark.parametrize("kind", list(BAD_MODELS))
-def test_bad_model(kind: str, command: str, onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
-    model = _bad_model(kind, tmp_path, onnx_model)
+def testbad_model(kind: str, command: str, onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
+    model = bad_model(kind, tmp_path, onnx_model)
     args = [lfw_images[0], lfw_images[1]] if command == "compare" else []
     assert_one_error_line(invoke(command, *args, "--model", model), BAD_MODELS[kind])
 
@@ -219,8 +175,8 @@ def test_interrupt_and_internal_error_are_one_line(onnx_model: Path, data_root: 
 
 
 def test_real_process_bad_inputs(onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
-    bad_model = _bad_model("random-bytes", tmp_path, onnx_model)
-    for args in (["compare", lfw_images[0], lfw_images[1], "--model", bad_model],
+    broken = bad_model("random-bytes", tmp_path, onnx_model)
+    for args in (["compare", lfw_images[0], lfw_images[1], "--model", broken],
                  ["compare", lfw_images[0], huge_png(tmp_path / "huge.png"), "--model", onnx_model],
                  ["info", "--model", onnx_model, "--provider", "gpu"],
                  ["evaluate", "--no-such-option"],

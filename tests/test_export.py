@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import REPO
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
@@ -27,8 +28,6 @@ from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
 from verify_cli.preprocess import load_input
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -71,5 +71,5 @@ def test_people_file_and_missing_files(tmp_path: Path) -> None:
         parse_people(tmp_path / "short.txt")
     with pytest.raises(FaceverifyError, match="no such file"):
         parse_pairs(tmp_path / "absent.txt")
-    with pytest.raises(FaceverifyError, match="LFW images not found .* download=True"):
+    with pytest.raises(FaceverifyError, match="LFW images not found .* `make data`"):
         LFWRoot.open(tmp_path)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_image
 from PIL import Image
-from test_reliability import write_image
 
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess, load_image, load_input, load_prepared, normalize

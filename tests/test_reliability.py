@@ -24,10 +24,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from cli_helpers import REPO, invoke
+from helpers import REPO, assert_one_error_line, bad_model, exif_rotated, invoke, rgb_of, write_image
 from onnx import TensorProto, helper
 from PIL import Image
-from test_cli_errors import _bad_model, assert_one_error_line, huge_png
 from typer.testing import CliRunner, Result
 
 from train import checkpoint
@@ -57,56 +56,6 @@ def small_root(tmp_path: Path, data_root: Path, train: str | bytes | None = GOOD
             (root / "lfw-py" / filename).write_bytes(text.encode() if isinstance(text, str) else text)
     return root
 
-
-def rgb_of(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        return img.convert("RGB")
-
-
-def exif_rotated(img: Image.Image) -> tuple[Image.Image, Image.Exif]:
-    """The image stored turned a quarter left, with EXIF orientation 6 saying to turn it right to view it."""
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    return img.transpose(Image.Transpose.ROTATE_90), exif
-
-
-def write_image(kind: str, path: Path, good: Path) -> Path:
-    """Write an image of some kind at `path`, made from the real JPEG `good` ('directory' makes a folder)."""
-    rgb = rgb_of(good)
-    if kind == "directory":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "random-bytes":
-        path.write_bytes(np.random.default_rng(1).bytes(5000))
-    elif kind == "truncated-jpeg":
-        path.write_bytes(good.read_bytes()[:2000])
-    elif kind == "text-file":
-        path.write_text("Aaron_Peirsol\t1\t2\n")
-    elif kind == "bomb-header":  # 20000x20000 announced, a few bytes of data
-        huge_png(path)
-    elif kind == "bomb":  # a real 9000x5000 image (45 Mpx) that compresses to a few kilobytes
-        Image.new("L", (9000, 5000)).save(path, "PNG")
-    elif kind == "rgba":
-        rgb.convert("RGBA").save(path, "PNG")
-    elif kind == "gray-alpha":
-        rgb.convert("L").convert("LA").save(path, "PNG")
-    elif kind == "palette":
-        rgb.quantize(256).save(path, "PNG")
-    elif kind == "cmyk":
-        rgb.convert("CMYK").save(path, "JPEG", quality=95)
-    elif kind == "gray16":
-        Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257).save(path, "PNG")
-    elif kind == "exif-rotated":
-        stored, exif = exif_rotated(rgb)
-        stored.save(path, "JPEG", exif=exif, quality=95)
-    elif kind == "1x1":
-        Image.new("RGB", (1, 1), (10, 20, 30)).save(path, "PNG")
-    elif kind == "gif":
-        rgb.quantize(128).save(path, "GIF")
-    else:
-        raise AssertionError(kind)
-    return path
 
 
 def assert_error_last(result: Result, contains: str, alone: bool = False) -> None:
@@ -365,7 +314,7 @@ def _model_variant(kind: str, tmp_path: Path, good: Path, tiny_run: Path) -> Pat
         helper.set_model_props(proto, {p.key: p.value for p in onnx.load(str(good)).metadata_props})
         onnx.save(proto, str(path))
     else:
-        return _bad_model(kind, tmp_path, good)  # test_cli_errors.py's kinds, for evaluate
+        return bad_model(kind, tmp_path, good)  # test_cli_errors.py's kinds, for evaluate
     return path
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from helpers import REPO
 
-from tests.conftest import REPO
 from train import checkpoint
 from train.__main__ import run
 from train.data import augment, photometric, split_pairs, split_people

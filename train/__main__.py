@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import typer
 from rich.console import Console
 
 from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
-from verify_cli.lfw import DEFAULT_DATA_ROOT
+from verify_cli.lfw import resolve_data_root
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True, soft_wrap=True)
@@ -25,8 +24,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @app.command()
 def main(
     preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-resnet ...")] = "default",
-    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA or "
-                                                        f"{DEFAULT_DATA_ROOT}].", show_default=False)] = None,
+    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
+                                                        "./data/lfw].", show_default=False)] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder \\[default: runs/PRESET].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from last.pt.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Stop after this many epochs \\[default: the preset's].")] = None,
@@ -38,8 +37,7 @@ def main(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background, where SIGINT is ignored
     try:
-        root = data_root or Path(os.environ.get("FACEVERIFY_DATA", DEFAULT_DATA_ROOT))
-        run(preset, root, run_dir, resume, epochs, seed, dry_run, threads)
+        run(preset, resolve_data_root(data_root), run_dir, resume, epochs, seed, dry_run, threads)
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None

@@ -6,36 +6,26 @@ import json
 import os
 import pickle
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from verify_cli.errors import FaceverifyError
-from verify_cli.outputs import write_atomic_with
+from verify_cli.errors import FaceverifyError, first_line
+from verify_cli.outputs import atomic_path, write_atomic
 
 FORMAT = "faceverify-checkpoint/1"
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path` (folders made first)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FaceverifyError(f"{path.parent}: cannot create the folder ({exc.strerror or exc})") from None
-    write_atomic_with(path, write)
-
-
 def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
     """Save a checkpoint dictionary atomically."""
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+    with atomic_path(path, make_parents=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
     """Save JSON atomically."""
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode(), make_parents=True)
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -57,8 +47,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
             "and plain data)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file; all mean the same
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FaceverifyError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+        raise FaceverifyError(f"{path}: not a readable checkpoint ({first_line(exc, 160)})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj or "config" not in obj:
         raise FaceverifyError(f"{path}: not a faceverify checkpoint (format {FORMAT} expected)")
     return obj

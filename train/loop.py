@@ -22,7 +22,7 @@ from train.config import TrainConfig
 from train.data import Data, ImageBank, PairSet, augment, batches, identity_batches, photometric
 from train.losses import CosFace, in_batch_pair_loss
 from verify_cli import metrics
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, first_line
 from verify_cli.preprocess import Preprocess
 
 LAST, BEST = "last.pt", "best.pt"
@@ -132,8 +132,7 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
         st.history, st.best = list(saved["history"]), float(saved["best"])
         st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # a damaged or hand-made checkpoint
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise FaceverifyError(f"{path}: not a resumable checkpoint ({type(exc).__name__}: {first})") from None
+        raise FaceverifyError(f"{path}: not a resumable checkpoint ({type(exc).__name__}: {first_line(exc, 160)})") from None
 
 
 def epoch_batches(cfg: TrainConfig, data: Data, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
@@ -276,7 +275,7 @@ def load_model(saved: dict[str, Any]) -> tuple[TrainConfig, SiameseNet]:
     try:
         model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise FaceverifyError(f"checkpoint weights do not fit preset {cfg.preset}: {str(exc).splitlines()[0]}") from None
+        raise FaceverifyError(f"checkpoint weights do not fit preset {cfg.preset}: {first_line(exc)}") from None
     return cfg, model.eval()
 
 

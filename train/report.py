@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from train.checkpoint import write_atomic
 from verify_cli import metrics
+from verify_cli.outputs import atomic_path, write_atomic
 
 COLUMNS = [
     "preset", "protocol", "val_loss", "val_accuracy", "train_loss", "test_loss", "test_accuracy", "test_auc",
@@ -43,7 +43,8 @@ def plot_curves(history: list[dict[str, Any]], path: Path, train_loss: str = "")
     ax1.legend(lines, [line.get_label() for line in lines])
     ax2.legend()
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    with atomic_path(path, make_parents=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -63,7 +64,8 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    with atomic_path(path, make_parents=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -100,7 +102,7 @@ def add_result(table_csv: Path, summary: dict[str, Any]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(table_csv, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+    write_atomic(table_csv, buffer.getvalue().encode(), make_parents=True)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r.get(c, "") for c in COLUMNS) + " |" for r in rows]
-    write_atomic(table_csv.with_suffix(".md"), lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_atomic(table_csv.with_suffix(".md"), ("\n".join(lines) + "\n").encode(), make_parents=True)

@@ -20,7 +20,7 @@ import typer
 
 from verify_cli import __version__
 from verify_cli.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, FaceverifyError, print_error, require_file
-from verify_cli.lfw import DEFAULT_DATA_ROOT
+from verify_cli.lfw import DATA_ENV, DEFAULT_DATA_ROOT
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "FACEVERIFY_DEBUG"
-DATA_ENV = "FACEVERIFY_DATA"
 EXAMPLES_PER_KIND = 4
 
 
@@ -375,7 +374,7 @@ def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_
 def evaluate(
     data_root: Annotated[Path, typer.Option(
         "--data-root", "-d", envvar=DATA_ENV,
-        help="LFW data root in torchvision's layout (ROOT/lfw-py/lfw-deepfunneled/...).")] = Path(DEFAULT_DATA_ROOT),
+        help="LFW data root in torchvision's layout (ROOT/lfw-py/lfw-deepfunneled/...).")] = DEFAULT_DATA_ROOT,
     pairs: Annotated[str, typer.Option(
         "--pairs", help="test (pairsDevTest.txt), train (pairsDevTrain.txt), 10fold (pairs.txt), or the path of "
                         "any file in the LFW pairs format (View 1 'N' or View 2 'FOLDS<TAB>N' header).")] = "test",

@@ -21,6 +21,12 @@ class FaceverifyError(Exception):
         return str(self)
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's text (its type name when it has none), cut to `limit` characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 def print_error(message: str) -> None:
     """Write one `error: ...` line on stderr, unwrapped and uncoloured, so scripts and people can read it."""
     import sys

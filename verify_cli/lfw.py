@@ -12,11 +12,16 @@ BASE_FOLDER = "lfw-py"
 IMAGE_SETS = {"deepfunneled": "lfw-deepfunneled", "funneled": "lfw_funneled", "original": "lfw"}
 PAIRS_FILES = {"train": "pairsDevTrain.txt", "test": "pairsDevTest.txt", "10fold": "pairs.txt"}
 PEOPLE_FILES = {"train": "peopleDevTrain.txt", "test": "peopleDevTest.txt"}
-DEFAULT_DATA_ROOT = "../shared/data/lfw"
-DOWNLOAD_HINT = (
-    "get LFW with: python -c \"from torchvision.datasets import LFWPairs; "
-    "LFWPairs('DATA_ROOT', image_set='deepfunneled', download=True)\""
-)
+DATA_ENV = "FACEVERIFY_DATA"
+DEFAULT_DATA_ROOT = Path("data/lfw")  # relative to the current folder; `make data` prepares it in a checkout
+DOWNLOAD_HINT = "prepare it with `make data` in a faceverify checkout, or pass --data-root / set FACEVERIFY_DATA"
+
+
+def resolve_data_root(option: str | os.PathLike | None = None) -> Path:
+    """The LFW data root: the --data-root option, else $FACEVERIFY_DATA, else ./data/lfw (read at call time)."""
+    if option is not None and str(option):
+        return Path(option)
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT)
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class LFWRoot:
         lfw = cls(Path(root), image_set)
         if not lfw.images.is_dir():
             raise FaceverifyError(
-                f"LFW images not found at {lfw.images}; {DOWNLOAD_HINT.replace('DATA_ROOT', str(root))}"
+                f"LFW images not found at {lfw.images}; {DOWNLOAD_HINT}"
             )
         return lfw
 
@@ -160,7 +165,7 @@ class LFWRoot:
         if split in PAIRS_FILES:
             path = self.base / PAIRS_FILES[split]
             if not path.exists():
-                raise FaceverifyError(f"{path}: no such file; {DOWNLOAD_HINT.replace('DATA_ROOT', str(self.root))}")
+                raise FaceverifyError(f"{path}: no such file; {DOWNLOAD_HINT}")
             return path
         return Path(split)
 

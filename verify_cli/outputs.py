@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 from verify_cli.errors import FaceverifyError
@@ -22,18 +23,28 @@ def check_output(path: Path) -> Path:
     return path
 
 
-def write_atomic_with(path: Path, write: Callable[[str], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: never a half-written file.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, make_parents: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success rename it over `path`, else remove it.
 
-    The one atomic-write implementation of the project (training and export use it too). The temporary file
-    is removed on any failure or interrupt; a reader of `path` sees the old file or the whole new one.
+    The one atomic-write implementation of the project (training, export, bench and the CLI use it). A reader
+    of `path` sees the old file or the whole new one, never a half-written file. `make_parents` creates the
+    folder (run folders); otherwise a missing folder is an error, as for every user-named output.
     """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if make_parents:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FaceverifyError(f"{parent}: cannot create the folder ({exc.strerror or exc})") from None
     check_output(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
         os.close(fd)
-        write(tmp)
+        tmp = Path(name)
+        yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -41,13 +52,14 @@ def write_atomic_with(path: Path, write: Callable[[str], None]) -> None:
     except OSError as exc:
         raise FaceverifyError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path` and rename it over `path`: never a half-written file."""
-    write_atomic_with(path, lambda tmp: Path(tmp).write_bytes(data))
+def write_atomic(path: str | os.PathLike, data: bytes, make_parents: bool = False) -> None:
+    """Write `data` whole to `path` (through `atomic_path`)."""
+    with atomic_path(path, make_parents) as tmp:
+        tmp.write_bytes(data)
 
 
 def _umask() -> int:

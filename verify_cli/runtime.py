@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from verify_cli import modelmeta
-from verify_cli.errors import FaceverifyError, require_file
+from verify_cli.errors import FaceverifyError, first_line, require_file
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 BUNDLED_MODEL = "faceverify.onnx"
@@ -76,8 +76,7 @@ class Model:
                         ort.preload_dlls()
                 self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=names)
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for unreadable models
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise FaceverifyError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+            raise FaceverifyError(f"{self.path}: not a loadable ONNX model ({first_line(exc)})") from None
         self.provider = self.session.get_providers()[0]
         if provider == "cuda" and self.provider != PROVIDERS["cuda"]:
             raise FaceverifyError("provider cuda: CUDA is not usable on this machine (no GPU or CUDA libraries)")
