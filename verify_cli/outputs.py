@@ -24,12 +24,14 @@ def check_output(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, make_parents: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, make_parents: bool = False, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; on success rename it over `path`, else remove it.
 
     The one atomic-write implementation of the project (training, export, bench and the CLI use it). A reader
     of `path` sees the old file or the whole new one, never a half-written file. `make_parents` creates the
-    folder (run folders); otherwise a missing folder is an error, as for every user-named output.
+    folder (run folders); otherwise a missing folder is an error, as for every user-named output. The file gets
+    `mode` (0o600 for private data: the temporary file is created owner-only, so no one else can ever open it),
+    else 0o666 less the umask, like any new file.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -47,7 +49,7 @@ def atomic_path(path: str | os.PathLike, make_parents: bool = False) -> Iterator
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, path)
     except OSError as exc:
         raise FaceverifyError(f"{path}: cannot write ({exc.strerror or exc})") from None
