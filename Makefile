@@ -1,13 +1,18 @@
 # faceverify: train -> export -> serve. `make setup train export evaluate` runs the main job; `make test` tests.
 PY      ?= .venv/bin/python
-DATA    ?= ../shared/data/lfw
+DATA    ?= data/lfw
+# a place a local LFW copy may already be (this project's machines keep one there); `make data` links it if whole
+LOCAL_LFW ?= ../shared/data/lfw
 PRESET  ?= default
 RUN     ?= runs/$(PRESET)
 THREADS ?= 1# one thread: the same seed gives bit-identical weights on a machine; 0 uses every core (faster)
 MODEL   ?= $(RUN)/faceverify.onnx
 ASSET   := verify_cli/assets/faceverify.onnx
+IMAGES  := $(DATA)/lfw-py/lfw-deepfunneled
+FETCH_ARGS ?=# more options for `python -m train.fetch`, e.g. --url MIRROR --checksums FILE
+FETCH    = $(PY) -m train.fetch --data-root $(DATA) --look-in $(LOCAL_LFW) $(FETCH_ARGS)
 
-.PHONY: setup train export evaluate bundle test bench lint clean
+.PHONY: setup data train export evaluate bundle test test-quick bench lint clean
 
 setup: .venv/.installed
 
@@ -17,13 +22,21 @@ setup: .venv/.installed
 	.venv/bin/pip install --quiet -e '.[train,dev]'
 	touch $@
 
-train: setup
+# LFW at $(DATA)/lfw-py: a whole local copy ($$FACEVERIFY_DATA, else $(LOCAL_LFW)) linked, else downloaded and checked
+data: setup
+	$(FETCH)
+
+# what the stages below wait for: runs the same step only when the image folder is missing
+$(IMAGES): | setup
+	$(FETCH)
+
+train: setup | $(IMAGES)
 	$(PY) -m train --preset $(PRESET) --data-root $(DATA) --run-dir $(RUN) --threads $(THREADS) --resume
 
-export: setup
+export: setup | $(IMAGES)
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(MODEL) --data-root $(DATA)
 
-evaluate: setup
+evaluate: setup | $(IMAGES)
 	.venv/bin/faceverify evaluate --model $(MODEL) --data-root $(DATA)
 
 bundle: $(MODEL)
@@ -32,7 +45,10 @@ bundle: $(MODEL)
 test: setup
 	$(PY) -m pytest -q
 
-bench: setup
+test-quick: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup | $(IMAGES)
 	$(PY) -m bench --data-root $(DATA)
 
 lint: setup
