@@ -10,7 +10,7 @@ MODEL   ?= $(RUN)/faceverify.onnx
 ASSET   := verify_cli/assets/faceverify.onnx
 IMAGES  := $(DATA)/lfw-py/lfw-deepfunneled
 FETCH_ARGS ?=# more options for `python -m train.fetch`, e.g. --url MIRROR --checksums FILE
-FETCH    = $(PY) -m train.fetch --data-root $(DATA) --look-in $(LOCAL_LFW) $(FETCH_ARGS)
+FETCH    = $(strip $(PY) -m train.fetch --data-root $(DATA) --look-in $(LOCAL_LFW) $(FETCH_ARGS))
 
 .PHONY: setup data train export evaluate bundle test test-quick bench lint clean
 
