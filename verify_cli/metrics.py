@@ -1,6 +1,7 @@
 """Verification metrics in NumPy: threshold choice, accuracy, ROC AUC, EER, TAR at FAR and k-fold accuracy.
 
-The threshold is chosen here and nowhere else: on validation scores, never on test pairs.
+The threshold is chosen here and nowhere else: on validation scores, never on test pairs. Whether a pairs
+file has enough different-person pairs to measure TAR at a given FAR is also decided here (`far_resolved`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+FAR_LEVELS = {"tar_far_1e2": 1e-2, "tar_far_1e3": 1e-3}  # the Report fields and the FAR each is measured at
 
 
 def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +46,7 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
     """The error rate where false accepts equal false rejects (linear interpolation on the ROC)."""
     fpr, tpr, _ = roc_curve(scores, labels)
-    fnr = 1.0 - tpr
-    diff = fpr - fnr
+    diff = fpr - (1.0 - tpr)  # rises from -1 at (0, 0) to +1 at (1, 1)
     idx = int(np.argmax(diff >= 0))
     if idx == 0:
         return float(fpr[0])
@@ -53,41 +55,67 @@ def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(fpr[idx - 1] + w * (fpr[idx] - fpr[idx - 1]))
 
 
-def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
-    """True accept rate at the largest false accept rate not above `far` (0 if none reaches it)."""
+def different_pairs_needed(far: float) -> int:
+    """The fewest different-person pairs that can measure a false accept rate of `far` (one false accept)."""
+    return math.ceil(1.0 / far - 1e-9)
+
+
+def far_resolved(far: float, different_pairs: int) -> bool:
+    """Whether `different_pairs` negatives can measure FAR = `far`: the decision, made here and only here.
+
+    With N different-person pairs the smallest non-zero FAR is 1/N, so FAR `far` is measurable only when
+    N * far >= 1; below that, "TAR at FAR `far`" is really TAR at FAR 0 and says nothing about `far`.
+    """
+    return different_pairs >= different_pairs_needed(far)
+
+
+def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float | None:
+    """True accept rate at the largest false accept rate not above `far`; None where the pairs cannot resolve it."""
+    scores, labels = _check(scores, labels)
+    if not far_resolved(far, int(np.sum(~labels))):
+        return None
     fpr, tpr, _ = roc_curve(scores, labels)
     ok = fpr <= far + 1e-12
-    return float(tpr[ok].max()) if ok.any() else 0.0
+    return float(tpr[ok].max())
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold with the highest accuracy (midpoint between neighbouring scores; ties: the middle one)."""
+    """The threshold with the highest accuracy (midpoint between neighbouring scores; ties: the middle one).
+
+    One sweep over the sorted distinct scores: candidate k decides "same" for the scores from the k-th
+    distinct value up, so its correct count is the positives at or above it plus the negatives below it.
+    """
     scores, labels = _check(scores, labels)
-    s = np.unique(scores)
+    s, inverse = np.unique(scores, return_inverse=True)
     candidates = np.r_[s[0] - 1e-6, (s[:-1] + s[1:]) / 2, s[-1] + 1e-6]
-    acc = np.array([np.mean((scores >= t) == labels) for t in candidates])
-    best = np.flatnonzero(acc == acc.max())
+    pos_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=labels, minlength=s.size))]
+    neg_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=~labels, minlength=s.size))]
+    correct = (pos_below[-1] - pos_below) + neg_below  # exact integers, held in float64
+    best = np.flatnonzero(correct == correct.max())
     return float(candidates[best[len(best) // 2]])
 
 
 @dataclass(frozen=True)
 class Report:
-    """Everything the project reports for one set of scored pairs at one fixed threshold."""
+    """Everything the project reports for one set of scored pairs at one fixed threshold.
+
+    A TAR is None where the pairs have too few different-person pairs to resolve its FAR (`far_resolved`).
+    """
 
     pairs: int
     threshold: float
     accuracy: float
     roc_auc: float
     eer: float
-    tar_far_1e2: float
-    tar_far_1e3: float
+    tar_far_1e2: float | None
+    tar_far_1e3: float | None
     tp: int
     fp: int
     tn: int
     fn: int
 
     def as_dict(self) -> dict:
-        """Plain dictionary for JSON."""
+        """Plain dictionary for JSON (an unresolved TAR is null)."""
         return asdict(self)
 
 
@@ -101,8 +129,7 @@ def report(scores: np.ndarray, labels: np.ndarray, threshold: float) -> Report:
         accuracy=float(np.mean(pred == labels)),
         roc_auc=roc_auc(scores, labels),
         eer=equal_error_rate(scores, labels),
-        tar_far_1e2=tar_at_far(scores, labels, 1e-2),
-        tar_far_1e3=tar_at_far(scores, labels, 1e-3),
+        **{name: tar_at_far(scores, labels, far) for name, far in FAR_LEVELS.items()},
         tp=int(np.sum(pred & labels)),
         fp=int(np.sum(pred & ~labels)),
         tn=int(np.sum(~pred & ~labels)),
@@ -124,6 +151,8 @@ def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) ->
     """LFW View 2: per fold, threshold chosen on the other folds; mean accuracy and its standard error."""
     scores, labels = _check(scores, labels)
     folds = np.asarray(folds).ravel()
+    if folds.shape != scores.shape:
+        raise ValueError("folds must give one fold per pair")
     ids = np.unique(folds)
     if ids.size < 2:
         raise ValueError("k-fold evaluation needs at least two folds")
