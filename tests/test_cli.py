@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from helpers import REPO, faceverify, invoke
 from PIL import Image
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from verify_cli import metrics, runtime
+from verify_cli import runtime
 from verify_cli.lfw import parse_pairs
 from verify_cli.preprocess import load_input
 
@@ -261,6 +262,8 @@ def test_evaluate_prints_the_table_and_writes_every_output(onnx_model: Path, dat
     for label in ("accuracy", "ROC AUC", "equal error rate", "TAR @ FAR 1e-2", "TAR @ FAR 1e-3",
                   "TP / FP / TN / FN", "images / s", "CPUExecutionProvider", "20 pairs, "):
         assert label in result.stdout
+    tar_rows = [line for line in result.stdout.splitlines() if "TAR @ FAR" in line]
+    assert len(tar_rows) == 2 and all(" n/a " in row for row in tar_rows), tar_rows  # 10 different pairs: neither
 
     rows = list(csv.DictReader(outs["scores"].open()))
     assert len(rows) == 20
@@ -278,6 +281,7 @@ def test_evaluate_prints_the_table_and_writes_every_output(onnx_model: Path, dat
 
 def test_evaluate_json_agrees_with_metrics_computed_independently(onnx_model: Path, data_root: Path,
                                                                   small_pairs: Path) -> None:
+    """Scores from a separate embedding of each image; figures from scikit-learn and direct counts."""
     result = invoke("evaluate", "--model", onnx_model, "--data-root", data_root, "--pairs", small_pairs, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -286,13 +290,22 @@ def test_evaluate_json_agrees_with_metrics_computed_independently(onnx_model: Pa
     scores = independent_scores(onnx_model, [(images / p.left, images / p.right) for p in pairs])
     labels = np.array([p.same for p in pairs])
     threshold = runtime.Model(onnx_model, "cpu").threshold
-    expected = metrics.report(scores, labels, threshold).as_dict()
+    said_same = scores >= threshold
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     assert summary["threshold"] == pytest.approx(threshold)
     assert summary["threshold_source"] == "model"
     assert summary["provider"] == "CPUExecutionProvider"
     assert summary["images"] == len({p.left for p in pairs} | {p.right for p in pairs})
-    for key, value in expected.items():
-        assert summary["metrics"][key] == pytest.approx(value, abs=1e-9), key
+    figures = summary["metrics"]
+    assert figures["pairs"] == len(pairs) == 20
+    assert figures["accuracy"] == pytest.approx(np.mean(said_same == labels), abs=1e-9)
+    assert figures["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6)
+    assert figures["eer"] == pytest.approx(np.interp(0.0, fpr + tpr - 1.0, fpr), abs=1e-6)  # where FPR = 1 - TPR
+    assert (figures["tp"], figures["fp"], figures["tn"], figures["fn"]) == (
+        np.sum(said_same & labels), np.sum(said_same & ~labels), np.sum(~said_same & ~labels),
+        np.sum(~said_same & labels))
+    # 10 different-person pairs cannot measure FAR 1e-2 (one false accept is already 0.1)
+    assert figures["tar_far_1e2"] is None and figures["tar_far_1e3"] is None
     assert summary["folds"] is None
 
 
@@ -318,14 +331,23 @@ def test_ten_fold_file_gets_fold_rows_and_the_mean(onnx_model: Path, data_root: 
     summary = json.loads(invoke("evaluate", "--model", onnx_model, "--data-root", data_root, "--pairs",
                                 tenfold_pairs, "--json").stdout)
     rows = list(csv.DictReader(scores_csv.open()))
-    scores = np.array([float(r["probability"]) for r in rows], np.float32).astype(np.float64)
+    scores = np.array([float(r["probability"]) for r in rows], np.float32).astype(np.float64)  # the model's float32
     labels = np.array([r["label"] == "same" for r in rows])
     folds = np.array([int(r["fold"]) for r in rows])
-    per_fold, mean, stderr = metrics.kfold_accuracy(scores, labels, folds)
     assert [f["fold"] for f in summary["folds"]] == list(range(1, 11))
     assert [f["pairs"] for f in summary["folds"]] == [6] * 10
-    assert [f["accuracy"] for f in summary["folds"]] == pytest.approx([r.accuracy for r in per_fold])
-    assert summary["kfold_accuracy"] == pytest.approx({"mean": mean, "stderr": stderr})
+    for f in summary["folds"]:
+        mine, others = folds == f["fold"], folds != f["fold"]
+        t = f["threshold"]
+        # the threshold is one of the best on the other nine folds, and this fold is scored at it
+        candidates = np.r_[0.0, np.unique(scores[others]), 1.0 + 1e-9]
+        best = max(np.mean((scores[others] >= c) == labels[others]) for c in candidates)
+        assert np.mean((scores[others] >= t) == labels[others]) == pytest.approx(best)
+        assert f["accuracy"] == pytest.approx(np.mean((scores[mine] >= t) == labels[mine]))
+        assert f["roc_auc"] == pytest.approx(roc_auc_score(labels[mine], scores[mine]))
+    accuracies = np.array([f["accuracy"] for f in summary["folds"]])
+    assert summary["kfold_accuracy"]["mean"] == pytest.approx(accuracies.mean())
+    assert summary["kfold_accuracy"]["stderr"] == pytest.approx(accuracies.std(ddof=1) / np.sqrt(10))
 
 
 # ------------------------------------------------------------------------------------------ info

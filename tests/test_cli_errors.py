@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_error_line, bad_model, faceverify, huge_png, invoke
+from helpers import REPO, assert_one_error_line, bad_model, faceverify, huge_png, invoke
 
-from verify_cli import evaluation
+from verify_cli import __version__, evaluation
 
 
 def _bad_image(kind: str, tmp_path: Path, good: Path) -> Path:
@@ -57,7 +59,7 @@ BAD_MODELS = {
 
 @pytest.mark.parametrize("command", ["compare", "info"])
 @pytest.mark.parametrize("kind", list(BAD_MODELS))
-def testbad_model(kind: str, command: str, onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
+def test_bad_model(kind: str, command: str, onnx_model: Path, lfw_images: list[Path], tmp_path: Path) -> None:
     model = bad_model(kind, tmp_path, onnx_model)
     args = [lfw_images[0], lfw_images[1]] if command == "compare" else []
     assert_one_error_line(invoke(command, *args, "--model", model), BAD_MODELS[kind])
@@ -186,3 +188,48 @@ def test_real_process_bad_inputs(onnx_model: Path, lfw_images: list[Path], tmp_p
         assert "Traceback" not in process.stderr
         assert process.stderr.startswith("error: ") and process.stderr.count("\n") == 1, process.stderr
     assert "'gpu' is not one of" in faceverify("info", "--provider", "gpu").stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "contains"),
+    [
+        (["compare", "a.jpg", "b.jpg", "--bogus"],
+         "No such option: --bogus (Possible options: --out) (see faceverify compare --help)"),
+        (["evaluate", "--batch-size", "0"], "greater than or equal to 1 (see faceverify evaluate --help)"),
+        (["info", "--provider", "gpu"], "'gpu' is not one of 'auto', 'cuda', 'cpu'. (see faceverify info --help)"),
+        (["--bogus", "compare"], "No such option: --bogus (see faceverify --help)"),
+        (["bogus"], "No such command 'bogus'. (see faceverify --help)"),
+    ],
+)
+def test_usage_errors_name_the_help_of_the_command_that_failed(args: list[str], contains: str) -> None:
+    """The hint comes from the command that rejected the arguments, not from scanning the command line."""
+    assert_one_error_line(invoke(*args), contains)
+
+
+def test_no_arguments_shows_the_help_and_exits_2() -> None:
+    result = invoke()
+    assert result.exit_code == 2 and result.stderr == ""
+    assert "Usage: faceverify" in result.stdout and "compare" in result.stdout
+
+
+def test_debug_env_lets_an_internal_error_through(onnx_model: Path, data_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(evaluation, "embed_paths", broken)
+    monkeypatch.setenv("FACEVERIFY_DEBUG", "1")
+    result = invoke("evaluate", "--model", onnx_model, "--data-root", data_root)
+    assert isinstance(result.exception, RuntimeError)  # raised on, so Python prints its traceback
+    assert "internal error" not in result.stderr
+
+
+def test_python_m_and_a_closed_stdout() -> None:
+    """`python -m verify_cli.cli` is the console script; a reader that went away ends the run quietly."""
+    version = subprocess.run([sys.executable, "-m", "verify_cli.cli", "--version"], capture_output=True, text=True,
+                             check=False, timeout=60, cwd=REPO)
+    assert (version.returncode, version.stdout, version.stderr) == (0, f"faceverify {__version__}\n", "")
+    code = "import sys\nfrom verify_cli.cli import exit_code\nsys.stderr.write(str(exit_code(BrokenPipeError())))\n"
+    pipe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60,
+                          cwd=REPO)
+    assert (pipe.stdout, pipe.stderr) == ("", "2")  # exit 2 and nothing written: no "error:" line, no traceback

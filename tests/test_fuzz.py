@@ -1,8 +1,9 @@
 """Fuzzing the two readers of user files: whatever the bytes, only FaceverifyError may escape.
 
-The LFW pairs and people parsers and the image loader are the code every entry point runs on a user's
-file first. Hypothesis feeds them arbitrary text and bytes, and real JPEG and PNG files with flipped bits
-or cut short; any other exception type (or a crash) is a bug.
+The LFW pairs and people parsers and the CLI's image reader (`scoring.face_input`, the one function every
+command reads an image through) are the code every entry point runs on a user's file first. Hypothesis
+feeds them arbitrary text and bytes, and real JPEG and PNG files with flipped bits or cut short; any other
+exception type (or a crash) is a bug.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from PIL import Image
 
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import parse_pairs, parse_people
-from verify_cli.preprocess import Preprocess, load_input
+from verify_cli.preprocess import Preprocess
+from verify_cli.scoring import face_input
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 SPECS = (Preprocess(), Preprocess(size=64, channels=3, crop=0.5, mean=0.5, std=0.5))
@@ -85,7 +87,7 @@ def _load_only_our_errors(path: Path) -> None:
         warnings.simplefilter("error")
         for spec in SPECS:
             try:
-                x = load_input(path, spec)
+                x = face_input(path, spec)
             except FaceverifyError as exc:
                 assert "\n" not in exc.message and str(path) in exc.message
                 return

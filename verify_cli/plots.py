@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from verify_cli import metrics
-from verify_cli.preprocess import Preprocess, load_prepared
+from verify_cli.preprocess import Preprocess
+from verify_cli.scoring import face_pixels
 
 SCALE = 2  # draw at twice the size, then downsample: smooth lines without an anti-aliasing renderer
 INK, GRID, MUTED = (33, 37, 41), (222, 226, 230), (134, 142, 150)
@@ -141,7 +142,7 @@ def examples_png(rows: dict[str, Sequence[Example]], threshold: float, spec: Pre
         for c, ex in enumerate(examples):
             x = label_w + c * (pair_w + pair_gap)
             for k, (path, caption) in enumerate(((ex.left, ex.left_caption), (ex.right, ex.right_caption))):
-                pixels = load_prepared(path, spec)
+                pixels = face_pixels(path, spec)
                 face = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
                 face = face.convert("RGB").resize((tile, tile), Image.Resampling.BICUBIC)
                 tx = x + k * (tile + gap)

@@ -32,7 +32,11 @@ def _may_have_gpu() -> bool:
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Silence native log output (ONNX Runtime's CUDA loader errors) on file descriptor 2."""
+    """Silence native log output on file descriptor 2, for the one call that needs it.
+
+    Only session creation with CUDA among the providers: ONNX Runtime's CUDA loader writes its failures to
+    fd 2 before any logger setting applies. Everything else keeps stderr, so our own errors are never lost.
+    """
     try:
         saved = os.dup(2)
     except OSError:
@@ -69,9 +73,10 @@ class Model:
         names = [PROVIDERS[p] for p in wanted if PROVIDERS[p] in available]
         if provider == "cuda" and PROVIDERS["cuda"] not in names:
             raise FaceverifyError("provider cuda: this ONNX Runtime build has no CUDA execution provider")
+        probing_cuda = PROVIDERS["cuda"] in names
         try:
-            with _quiet_stderr():
-                if PROVIDERS["cuda"] in names and hasattr(ort, "preload_dlls"):
+            with _quiet_stderr() if probing_cuda else contextlib.nullcontext():
+                if probing_cuda and hasattr(ort, "preload_dlls"):
                     with contextlib.suppress(Exception):
                         ort.preload_dlls()
                 self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=names)

@@ -1,4 +1,9 @@
-"""Embed each distinct image once (decoding in threads, batches through the model), then score pairs."""
+"""Read faces, embed each distinct image once (decoding in threads, batches through the model), score pairs.
+
+`face_pixels` is the one place the CLI turns an image file into the pixels the model sees: `compare`,
+`evaluate` (through `embed_paths`) and the `--examples` pictures all read images through it, so face
+detection and alignment plug in here and nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verify_cli.preprocess import load_input
+from verify_cli.preprocess import Preprocess, load_prepared, normalize
 from verify_cli.runtime import Model
 
 BATCH_SIZE = 64
@@ -26,6 +31,16 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(8, cores))
+
+
+def face_pixels(path: str | os.PathLike, spec: Preprocess) -> np.ndarray:
+    """The face in an image file as the model sees it, before normalisation: uint8 (channels, size, size)."""
+    return load_prepared(path, spec)
+
+
+def face_input(path: str | os.PathLike, spec: Preprocess) -> np.ndarray:
+    """The face in an image file as model input: float32 (channels, size, size)."""
+    return normalize(face_pixels(path, spec), spec)
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class Embedded:
 
 def _timed_load(path: Path, model: Model) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
-    array = load_input(path, model.info.preprocess)
+    array = face_input(path, model.info.preprocess)
     return array, time.perf_counter() - start
 
 

@@ -1,0 +1,156 @@
+"""`faceverify evaluate`: score an LFW pairs file and end with the results table (and one row per View 2 fold)."""
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from verify_cli.cli import render
+from verify_cli.cli.options import (
+    ModelOption,
+    Provider,
+    ProviderOption,
+    ThresholdOption,
+    check_outputs,
+    load_model,
+    resolve_threshold,
+)
+from verify_cli.lfw import DATA_ENV, DEFAULT_DATA_ROOT
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from verify_cli.evaluation import Evaluation
+
+EXAMPLES_PER_KIND = 4
+
+
+def evaluate(
+    data_root: Annotated[Path, typer.Option(
+        "--data-root", "-d", envvar=DATA_ENV,
+        help="LFW data root in torchvision's layout (ROOT/lfw-py/lfw-deepfunneled/...).")] = DEFAULT_DATA_ROOT,
+    pairs: Annotated[str, typer.Option(
+        "--pairs", help="test (pairsDevTest.txt), train (pairsDevTrain.txt), 10fold (pairs.txt), or the path of "
+                        "any file in the LFW pairs format (View 1 'N' or View 2 'FOLDS<TAB>N' header).")] = "test",
+    threshold: ThresholdOption = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the summary as one JSON object instead of tables.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json-out", show_default=False,
+                                                     help="Also write the JSON summary to this file.")] = None,
+    scores_out: Annotated[Path | None, typer.Option(
+        "--scores", show_default=False, help="Write per-pair scores to this CSV file.")] = None,
+    examples_out: Annotated[Path | None, typer.Option(
+        "--examples", show_default=False,
+        help="Draw true/false positive/negative example pairs with their scores to this PNG file.")] = None,
+    roc_out: Annotated[Path | None, typer.Option("--roc", show_default=False,
+                                                    help="Draw the ROC curve to this PNG file.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=4096,
+                                            help="Images per model call.")] = 64,
+    workers: Annotated[int, typer.Option("--workers", min=0, max=64,
+                                         help="Decoding threads (0: one per core, at most 8).")] = 0,
+    model: ModelOption = None,
+    provider: ProviderOption = Provider.auto,
+) -> None:
+    """Score an LFW pairs file: accuracy at the model's threshold, ROC AUC, EER, TAR at FAR, confusion counts.
+
+    Each distinct image is embedded once.
+
+    A ten-fold (View 2) file also gets per-fold accuracy, each threshold chosen on the other nine folds.
+    """
+    from verify_cli import evaluation
+    from verify_cli.lfw import LFWRoot
+    from verify_cli.outputs import write_all
+
+    check_outputs(json_out, scores_out, examples_out, roc_out)
+    lfw = LFWRoot.open(data_root)
+    pairs_path = lfw.pairs_path(pairs)
+    planned = evaluation.plan(lfw, pairs_path, lfw.pairs(pairs))
+    the_model = load_model(model, provider)
+    t, source = resolve_threshold(threshold, the_model)
+    explicit = model is not None
+    if not as_json:
+        out = render.console()
+        render.header(out, the_model, explicit)
+        out.print(f"[dim]pairs[/] {render.esc(pairs_path)}{render.SEP}{len(planned.pairs)} pairs, "
+                  f"{len(planned.images)} distinct images")
+    with render.Progress(len(planned.images), "embedding") as advance:
+        ev = evaluation.evaluate(the_model, lfw, planned, t, source, batch_size, workers, advance)
+
+    files: dict[Path, bytes] = {}
+    if scores_out is not None:
+        files[scores_out] = evaluation.scores_csv(ev).encode()
+    if roc_out is not None:
+        from verify_cli.plots import roc_png
+
+        title = f"ROC on {pairs_path.name}: {render.model_label(the_model, explicit)}"
+        files[roc_out] = roc_png(ev.scores, ev.labels, t, title)
+    if examples_out is not None:
+        from verify_cli.plots import examples_png, pick_examples
+
+        chosen = evaluation.examples(ev, lfw, pick_examples(ev.scores, ev.labels, t, EXAMPLES_PER_KIND))
+        title = f"{pairs_path.name}: most confident pairs of each outcome ({the_model.path.name})"
+        files[examples_out] = examples_png(chosen, t, the_model.info.preprocess, title)
+    summary = evaluation.summary(ev)
+    if json_out is not None:
+        files[json_out] = (json.dumps(summary, indent=2) + "\n").encode()
+    write_all(files)
+
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print_evaluation(render.console(), ev, list(files))
+
+
+def _tar_row(value: float | None, far: float, different: int) -> tuple[str, str]:
+    """The value and note cells of a TAR at FAR row: the figure, or n/a where the pairs cannot resolve the FAR."""
+    from verify_cli.metrics import different_pairs_needed
+
+    if value is None:
+        return "n/a", f"needs ≥ {different_pairs_needed(far):,} different-person pairs (has {different:,})"
+    return f"{value:.4f}", f"false accepts ≤ {far * 100:g}%"
+
+
+def print_evaluation(out: "Console", ev: "Evaluation", written: list[Path]) -> None:
+    """The results table (and the per-fold table for a ten-fold file)."""
+    from rich import box
+    from rich.table import Table
+
+    from verify_cli.metrics import FAR_LEVELS
+
+    report, embedded, t = ev.report, ev.embedded, ev.threshold
+    same = int(ev.labels.sum())
+    table = Table(box=box.ROUNDED, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(style="dim")
+    table.add_row("pairs", f"{report.pairs:,}", f"{same:,} same, {report.pairs - same:,} different")
+    table.add_row("accuracy", f"[bold green]{report.accuracy:.4f}[/]",
+                  f"threshold {t:.4f} ({'model' if ev.threshold_source == 'model' else '--threshold'})")
+    table.add_row("ROC AUC", f"{report.roc_auc:.4f}", "")
+    table.add_row("equal error rate", f"{report.eer:.4f}", "")
+    for name, far in FAR_LEVELS.items():
+        table.add_row(f"TAR @ FAR {far:.0e}".replace("e-0", "e-"),
+                      *_tar_row(getattr(report, name), far, report.pairs - same))
+    table.add_row("TP / FP / TN / FN", f"{report.tp} / {report.fp} / {report.tn} / {report.fn}",
+                  f"at threshold {t:.4f}")
+    table.add_row("images / s", f"{embedded.images_per_s:,.0f}",
+                  f"{len(ev.plan.images):,} images, {embedded.wall_s:.2f} s "
+                  f"(decode {embedded.decode_s:.2f}, model {embedded.model_s:.2f})")
+    table.add_row("provider", f"[magenta]{ev.provider}[/]", "")
+    out.print(table)
+
+    if ev.kfold is not None:
+        folds = Table(title="folds: each threshold chosen on the other folds", box=box.ROUNDED, title_style="bold")
+        for name in ("fold", "pairs", "threshold", "accuracy", "ROC AUC"):
+            folds.add_column(name, justify="right")
+        for r in ev.kfold.folds:
+            folds.add_row(str(r.fold + 1), str(ev.kfold.counts[r.fold]), f"{r.threshold:.4f}", f"{r.accuracy:.4f}",
+                          f"{r.roc_auc:.4f}")
+        mean_auc = sum(r.roc_auc for r in ev.kfold.folds) / len(ev.kfold.folds)
+        folds.add_section()
+        folds.add_row("[bold]mean ± s.e.[/]", str(sum(ev.kfold.counts.values())), "",
+                      f"[bold green]{ev.kfold.mean:.4f} ± {ev.kfold.stderr:.4f}[/]", f"{mean_auc:.4f}")
+        out.print(folds)
+    for path in written:
+        out.print(f"[dim]wrote[/] {render.esc(path)}")
