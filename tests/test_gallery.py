@@ -452,3 +452,13 @@ def test_real_gallery_identifies_its_own_photos(model: Model, data_root: Path, t
     found = identify(model.score, model.threshold, [str(q) for q in queries], embed(queries), g, top=2)
     assert [a.match for a in found] == people
     assert all(a.candidates[1][1] < a.probability for a in found)
+
+
+def test_search_bench_smoke() -> None:
+    from bench import search
+
+    section = search.run(Model(provider="cpu").path, threads=1, repeats=1, warmup=0, budget_s=0.01, sizes=(300,))
+    (row,) = section.rows
+    assert len(row) == len(section.header) and row[0] == "300"
+    held, on_disk = float(row[5].replace(",", "")), float(row[6].replace(",", ""))
+    assert held >= 128 * 4 and on_disk >= 128 * 4  # at least the float32 embedding itself, per entry

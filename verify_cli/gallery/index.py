@@ -67,6 +67,7 @@ class Gallery:
     people: tuple[str, ...]  # distinct names, sorted
     owner: np.ndarray  # (N,) int64: row -> index into people, non-decreasing
     embeddings: np.ndarray  # (N, D) float32
+    starts: np.ndarray  # (P,) each person's first row, for np.maximum.reduceat over a row of scores
 
     @classmethod
     def build(cls, root: Path, photos: list[Photo], embeddings: np.ndarray) -> Gallery:
@@ -74,12 +75,10 @@ class Gallery:
         people = tuple(sorted({p.person for p in photos}))
         row = {name: i for i, name in enumerate(people)}
         owner = np.array([row[p.person] for p in photos], np.int64)
-        return cls(root, tuple(photos), people, owner, np.ascontiguousarray(embeddings, np.float32))
-
-    @property
-    def starts(self) -> np.ndarray:
-        """The first row of each person (for np.maximum.reduceat over a row of scores)."""
-        return np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
+        if len(owner) and (np.diff(owner) < 0).any():
+            raise ValueError("gallery photos must be sorted by person")
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, np.int64)
+        return cls(root, tuple(photos), people, owner, np.ascontiguousarray(embeddings, np.float32), starts)
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def _parse(raw: np.ndarray, embeddings: np.ndarray) -> _Stored:
     return _Stored(model, pipeline, rows, embeddings)
 
 
-def _write(path: Path, model: str, pipeline: str, photos: list[Photo], embeddings: np.ndarray) -> None:
+def write_index(path: Path, model: str, pipeline: str, photos: list[Photo], embeddings: np.ndarray) -> None:
     """Write the index atomically, owner-only from its first byte (the temporary file is created 0600)."""
     header = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "model": model, "pipeline": pipeline,
@@ -232,7 +231,7 @@ def load_gallery(
     if stored is None:
         check_output(path)  # before any embedding: an index that cannot be written fails now, not after the work
         embeddings = _embed(embed, root, photos, None)
-        _write(path, model_id, pipeline_key, photos, embeddings)
+        write_index(path, model_id, pipeline_key, photos, embeddings)
         status = IndexStatus("rebuilt" if reason else "created", path, len(photos), people, reason=reason,
                              damaged=damaged)
         return Gallery.build(root, photos, embeddings), status
@@ -251,7 +250,7 @@ def load_gallery(
     embeddings = np.zeros((len(photos), dim), np.float32)
     embeddings[source >= 0] = stored.embeddings[source[source >= 0]]
     embeddings[source < 0] = new  # `fresh` is in the same order as `photos`
-    _write(path, model_id, pipeline_key, photos, embeddings)
+    write_index(path, model_id, pipeline_key, photos, embeddings)
     status = IndexStatus("updated", path, len(photos), people, added=len(fresh) - changed, removed=removed,
                          changed=changed)
     return Gallery.build(root, photos, embeddings), status
