@@ -8,10 +8,8 @@ so each distinct image is embedded once and any pairing is scored afterwards.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
@@ -48,17 +46,6 @@ class ModelInfo:
     embedding_size: int
     threshold: float
     props: dict[str, str]
-
-    def figure(self, key: str) -> dict[str, Any]:
-        """A JSON-valued property as a dictionary ({} when absent)."""
-        text = self.props.get(key)
-        if not text:
-            return {}
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
 
 
 def parse(props: dict[str, str], source: str) -> ModelInfo:
