@@ -351,6 +351,10 @@ def test_index_elsewhere_and_failed_embedding_leaves_the_old_index(gallery: Path
     assert index.read_bytes() == before and sorted(p.name for p in index.parent.iterdir()) == ["people.npz"]
     with pytest.raises(FaceverifyError, match="is a directory"):
         load_gallery(gallery, FakeEmbed(), MODEL_ID, PIPELINE, index=tmp_path)
+    photo = gallery / "carol.JPG"
+    with pytest.raises(FaceverifyError, match="an image file name"):
+        load_gallery(gallery, FakeEmbed(), MODEL_ID, PIPELINE, index=photo)
+    assert photo.read_bytes() == b"carol one"
 
 
 def test_an_index_in_a_missing_folder_fails_before_embedding(gallery: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from verify_cli.errors import FaceverifyError, first_line
-from verify_cli.gallery.layout import Photo, scan
+from verify_cli.gallery.layout import IMAGE_SUFFIXES, Photo, scan
 from verify_cli.outputs import atomic_path, check_output
 
 INDEX_NAME = ".faceverify-index.npz"
@@ -216,6 +216,8 @@ def load_gallery(
     path = Path(index) if index is not None else default_index_path(root)
     if path.is_dir():
         raise FaceverifyError(f"{path}: is a directory, expected a gallery index file")
+    if path.name.lower().endswith(IMAGE_SUFFIXES):  # rebuilding would overwrite what is likely a photo
+        raise FaceverifyError(f"{path}: an image file name, expected a gallery index file (.npz)")
     photos = scan(root)
     people = len({p.person for p in photos})
     stored, reason, damaged = None, "", False
