@@ -56,8 +56,11 @@ class Boundary(TyperGroup):
     """The command group whose `main` parses, runs the command, and maps whatever it raises to an exit code."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> int:
-        """Run the command line `args` (default: sys.argv); exit with its code, or return it if not standalone."""
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> int:
+        """Run the command line `args` (default: sys.argv); exit with its code, or return it if not standalone.
+
+        `complete_var` (completion is off) and `windows_expand_args` are taken for click's signature and unused.
+        """
         try:
             with self.make_context(prog_name or self.name or "faceverify",
                                    list(sys.argv[1:] if args is None else args), **extra) as ctx:
