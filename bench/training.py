@@ -15,14 +15,16 @@ from bench.report import Section, num
 from bench.subjects import REPO
 from train.config import TrainConfig
 from train.data import Data, make_data
-from train.loop import build_state, epoch_batches, epoch_seed, pair_probabilities, train_step
+from train.loop import build_state, epoch_seed, pair_probabilities, train_step
+from train.objectives import make_objective
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
 
 
 def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
     """How many optimisation steps one epoch takes (identity batches are counted by drawing an epoch's order)."""
-    known, rows = epoch_batches(cfg, data, torch.Generator().manual_seed(epoch_seed(cfg, 1)))
+    objective = make_objective(cfg, data, torch.device("cpu"))
+    known, rows = objective.batches(torch.Generator().manual_seed(epoch_seed(cfg, 1)))
     return known if known is not None else sum(1 for _ in rows)
 
 
@@ -44,7 +46,7 @@ def _measure(cfg: TrainConfig, data: Data, device: torch.device, repeats: int, w
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     st.model.train()
-    batches = itertools.chain.from_iterable(epoch_batches(cfg, data, gen)[1] for _ in itertools.count())
+    batches = itertools.chain.from_iterable(st.objective.batches(gen)[1] for _ in itertools.count())
     sizes: list[int] = []
 
     def step() -> float:
@@ -69,7 +71,7 @@ def run(cfg: TrainConfig, data_root: Path, threads: int, repeats: int, warmup: i
     """Time training steps of `cfg` on the CPU (and on CUDA when torch sees a GPU); estimate seconds per epoch."""
     lfw = LFWRoot.open(data_root)
     start = time.perf_counter()
-    data = make_data(cfg.protocol, lfw, cfg.preprocess, cfg.val_fraction, cfg.seed, smoke)
+    data = make_data(cfg, lfw, smoke)
     load_s = time.perf_counter() - start
     steps = steps_per_epoch(cfg, data)
     if steps < 1:

@@ -75,11 +75,12 @@ def build_metadata(saved: dict[str, Any], cfg: TrainConfig, embedding: int) -> d
         modelmeta.K_PROTOCOL: cfg.protocol,
         modelmeta.K_TRAINING: _json(cfg.as_dict()),
         modelmeta.K_VALIDATION: _json(validation),
-        modelmeta.K_DEVTEST: _json(summary["test"]),
         modelmeta.K_VERSIONS: _json(versions()),
         modelmeta.K_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
         modelmeta.K_COMMIT: git_commit(),
     }
+    if "test" in summary:  # DevTest, scored once by `python -m train --report-test`; absent otherwise
+        props[modelmeta.K_DEVTEST] = _json(summary["test"])
     return props
 
 

@@ -21,7 +21,7 @@ from verify_cli.runtime import Model
 
 def parity_pairs(cfg: TrainConfig, lfw: LFWRoot, config: ExportConfig) -> list[Pair]:
     """The run's validation pairs, rebuilt from its configuration as training built them (a balanced subset on request)."""
-    pairs = protocol_splits(cfg.protocol, lfw, cfg.val_fraction, cfg.seed).val
+    pairs = protocol_splits(cfg, lfw).val
     wanted = config.wanted_pairs
     if wanted is not None and wanted < len(pairs):
         pairs = smoke_subset(pairs, math.ceil(wanted / 2))[:wanted]

@@ -43,7 +43,7 @@ def parity_report_path(model_path: Path) -> Path:
 
 
 def load_finalized(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig, SiameseNet]:
-    """A finalized checkpoint (threshold chosen on validation, DevTest reported), its configuration and network."""
+    """A finalized checkpoint (threshold chosen on validation), its configuration and network."""
     path = Path(path)
     saved = checkpoint.load(path)
     if "threshold" not in saved or "summary" not in saved:
@@ -57,11 +57,6 @@ def load_finalized(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig
         raise FaceverifyError(f"{path}: {exc.message}") from None
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise FaceverifyError(f"{path}: checkpoint configuration unreadable ({type(exc).__name__}: {exc})") from None
-    if (cfg.model.input_channels, cfg.model.input_size) != (cfg.preprocess.channels, cfg.preprocess.size):
-        raise FaceverifyError(
-            f"{path}: network input {cfg.model.input_channels}x{cfg.model.input_size} does not match its "
-            f"preprocessing {cfg.preprocess.channels}x{cfg.preprocess.size}"
-        )
     return saved, cfg, model
 
 

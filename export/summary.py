@@ -11,6 +11,8 @@ from verify_cli import modelmeta
 
 
 def _figures(props: dict[str, str], key: str) -> str:
+    if key not in props:
+        return "not reported" + (" (train with --report-test)" if key == modelmeta.K_DEVTEST else "")
     try:
         data = json.loads(props.get(key, "{}"))
     except ValueError:

@@ -2,58 +2,77 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from models.heads import CosineHead, L1Head
-from models.towers import KochTower, ResNetTower
+from models.towers import KochTower, ResNetTower, koch_side
+from models.typed_config import Rules, check_fields
+from verify_cli.errors import FaceverifyError
+from verify_cli.preprocess import Preprocess
+
+
+def _positive(values: tuple[int, ...]) -> bool:
+    return len(values) > 0 and all(v >= 1 for v in values)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a Siamese network; `tower` picks the family, the other fields its shape."""
+    """Architecture of a Siamese network; `tower` picks the family, the other fields its shape.
 
-    tower: str = "koch"  # "koch" (Koch et al. and the report's variants) or "resnet"
+    The input (channels and size) is not here: it is the preprocessing's, and `build_model` takes it from there.
+    """
+
+    tower: Literal["koch", "resnet"] = "koch"  # Koch et al. and the report's variants, or a residual tower
     channels: tuple[int, ...] = (64, 128, 128, 256)
     kernels: tuple[int, ...] = (10, 7, 4, 4)  # koch only
     pools: tuple[bool, ...] = (True, True, True, False)  # koch only
     blocks: tuple[int, ...] = ()  # resnet only: residual blocks per stage
-    pooling: str = "avg"  # resnet only: "avg" (global average) or "flatten" (every position of the last map)
+    pooling: Literal["avg", "flatten"] = "avg"  # resnet only: global average, or every position of the last map
     batchnorm: bool = True
     dropout: float = 0.0
     embedding: int = 4096
-    head: str = "l1"  # "l1" (weighted L1, Koch) or "cosine"
-    input_size: int = 105
-    input_channels: int = 1
-    init: str = "report"  # "report": weights N(0, 0.01); "koch": the paper's; "torch": PyTorch's defaults
-    flip_average: bool = False  # at inference, embed image and mirror image and add the two
+    head: Literal["l1", "cosine"] = "l1"  # weighted L1 (Koch et al.), or logistic regression on the cosine
+    init: Literal["report", "koch", "torch"] = "report"  # weights N(0, 0.01); the paper's; PyTorch's defaults
+
+    RULES: ClassVar[Rules] = {
+        "channels": (_positive, "one or more widths >= 1"),
+        "kernels": (_positive, "one or more sizes >= 1"),
+        "dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+        "embedding": (lambda v: v >= 1, ">= 1"),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, "model.", self.RULES)
+        if self.tower == "koch" and not len(self.channels) == len(self.kernels) == len(self.pools):
+            self._mismatch("channels, kernels and pools need one entry per layer")
+        if self.tower == "resnet" and (len(self.blocks) != len(self.channels) or not _positive(self.blocks)):
+            self._mismatch("blocks needs one count >= 1 per stage of channels")
+
+    def _mismatch(self, rule: str) -> None:
+        raise FaceverifyError(
+            f"invalid configuration: model {self.tower} tower: {rule} (channels {self.channels}, "
+            f"kernels {self.kernels}, pools {self.pools}, blocks {self.blocks})"
+        )
 
     def as_dict(self) -> dict:
         """Plain dictionary (lists for tuples) for checkpoints and metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        """Inverse of `as_dict`."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
-
 
 class SiameseNet(nn.Module):
     """Twin towers with shared weights and a head: forward(a, b) returns the logit of "same person"."""
 
-    def __init__(self, tower: nn.Module, head: nn.Module, flip_average: bool = False) -> None:
+    def __init__(self, tower: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.tower = tower
         self.head = head
-        self.flip_average = flip_average
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """One embedding per image (in eval mode, optionally averaged with the mirrored image's)."""
-        if self.flip_average and not self.training:
-            return self.tower(x) + self.tower(torch.flip(x, dims=[3]))
+        """One embedding per image."""
         return self.tower(x)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,12 +87,18 @@ class SiameseNet(nn.Module):
         return torch.sigmoid(self(a, b))
 
 
+def check_input(cfg: ModelConfig, spec: Preprocess) -> None:
+    """One line when the network cannot take the input `spec` prepares (a Koch tower's valid convolutions)."""
+    if cfg.tower == "koch" and koch_side(spec.size, cfg.kernels, cfg.pools) < 1:
+        raise FaceverifyError(
+            f"invalid configuration: preprocess.size {spec.size} is too small for model.kernels {cfg.kernels}"
+        )
+
+
 def _initialise(model: nn.Module, scheme: str) -> None:
     """Koch et al.: conv weights N(0, 1e-2), biases N(0.5, 1e-2), dense weights N(0, 0.2); the report: N(0, 1e-2)."""
     if scheme == "torch":
         return
-    if scheme not in ("report", "koch"):
-        raise ValueError(f"unknown init scheme {scheme!r}")
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             dense_std = 0.2 if scheme == "koch" else 0.01
@@ -85,25 +110,15 @@ def _initialise(model: nn.Module, scheme: str) -> None:
                     nn.init.zeros_(module.bias)
 
 
-def build_model(cfg: ModelConfig) -> SiameseNet:
-    """Build the Siamese network a configuration describes (weights initialised, train mode)."""
+def build_model(cfg: ModelConfig, spec: Preprocess) -> SiameseNet:
+    """Build the Siamese network a configuration describes for inputs prepared by `spec` (initialised, train mode)."""
     if cfg.tower == "koch":
         tower: nn.Module = KochTower(
-            cfg.input_channels, cfg.input_size, cfg.channels, cfg.kernels, cfg.pools,
-            cfg.batchnorm, cfg.dropout, cfg.embedding,
-        )
-    elif cfg.tower == "resnet":
-        tower = ResNetTower(
-            cfg.input_channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, cfg.pooling, cfg.input_size
+            spec.channels, spec.size, cfg.channels, cfg.kernels, cfg.pools, cfg.batchnorm, cfg.dropout, cfg.embedding
         )
     else:
-        raise ValueError(f"unknown tower {cfg.tower!r}")
-    if cfg.head == "l1":
-        head: nn.Module = L1Head(cfg.embedding)
-    elif cfg.head == "cosine":
-        head = CosineHead(cfg.embedding)
-    else:
-        raise ValueError(f"unknown head {cfg.head!r}")
-    model = SiameseNet(tower, head, cfg.flip_average)
+        tower = ResNetTower(spec.channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, cfg.pooling, spec.size)
+    head = L1Head(cfg.embedding) if cfg.head == "l1" else CosineHead(cfg.embedding)
+    model = SiameseNet(tower, head)
     _initialise(model, cfg.init)
     return model

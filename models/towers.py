@@ -26,6 +26,15 @@ class CNNBlock(nn.Module):
         return x
 
 
+def koch_side(input_size: int, kernels: tuple[int, ...], pools: tuple[bool, ...]) -> int:
+    """Side of a Koch tower's last feature map (valid convolutions, 2x2 max-pools); below 1 if the input is too small."""
+    side = input_size
+    for kernel, pool in zip(kernels, pools, strict=True):
+        side = side - kernel + 1
+        side = side // 2 if pool else side
+    return side
+
+
 class KochTower(nn.Module):
     """Koch et al. (2015): valid convolutions, max-pools, then a sigmoid dense layer as the embedding."""
 
@@ -41,12 +50,11 @@ class KochTower(nn.Module):
         embedding: int,
     ) -> None:
         super().__init__()
-        blocks, cin, side = [], in_channels, input_size
+        blocks, cin = [], in_channels
         for cout, kernel, pool in zip(channels, kernels, pools, strict=True):
             blocks.append(CNNBlock(cin, cout, kernel, pool, batchnorm, dropout))
-            side = side - kernel + 1
-            side = side // 2 if pool else side
             cin = cout
+        side = koch_side(input_size, kernels, pools)
         if side < 1:
             raise ValueError(f"input size {input_size} is too small for kernels {kernels}")
         self.layers = nn.ModuleList(blocks)

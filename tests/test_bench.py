@@ -67,6 +67,7 @@ def quick_report(onnx_model: Path, tiny_run: Path, data_root: Path, tmp_path_fac
     return out.read_text()
 
 
+@pytest.mark.slow
 def test_quick_report_has_every_section_in_order(quick_report: str) -> None:
     positions = [quick_report.index(heading) for heading in SECTIONS]
     assert positions == sorted(positions)
@@ -76,6 +77,7 @@ def test_quick_report_has_every_section_in_order(quick_report: str) -> None:
     assert "onnxruntime" in machine["versions"] and "torch" in machine["versions"]
 
 
+@pytest.mark.slow
 def test_quick_report_targets_are_judged_on_measured_numbers(quick_report: str) -> None:
     rows = _rows(_section(quick_report, "## Targets"))
     assert len(rows) == 5
@@ -86,6 +88,7 @@ def test_quick_report_targets_are_judged_on_measured_numbers(quick_report: str) 
     assert evaluate[3].startswith("not judged"), "a DevTest subset must not be judged against the DevTest target"
 
 
+@pytest.mark.slow
 def test_quick_embedding_figures_are_consistent(quick_report: str) -> None:
     section = _section(quick_report, "## Embedding throughput")
     rows = _rows(section)
@@ -101,6 +104,7 @@ def test_quick_embedding_figures_are_consistent(quick_report: str) -> None:
     assert re.search(r"max relative L2 difference per embedding \d\.\de-\d\d \(limit 1e-04\)", section)
 
 
+@pytest.mark.slow
 def test_quick_session_options_are_measured_against_the_clis_own(quick_report: str) -> None:
     rows = _rows(_section(quick_report, "## ONNX Runtime session options"))
     assert [r[0] for r in rows] == ["1"] * 4 + ["64"] * 4
@@ -111,6 +115,7 @@ def test_quick_session_options_are_measured_against_the_clis_own(quick_report: s
             assert math.isclose(_number(row[4]), _number(first[3]) / _number(row[3]), rel_tol=0.02)
 
 
+@pytest.mark.slow
 def test_quick_evaluate_counts_the_images_of_its_pairs(quick_report: str, data_root: Path, tmp_path: Path) -> None:
     lfw = LFWRoot.open(data_root)
     pairs = parse_pairs(pairs_subset(lfw, 20, tmp_path / "pairs.txt"))
@@ -125,6 +130,7 @@ def test_quick_evaluate_counts_the_images_of_its_pairs(quick_report: str, data_r
         assert _number(rows["images/s, whole process"][column]) == pytest.approx(images / process, rel=0.05)
 
 
+@pytest.mark.slow
 def test_quick_cold_start_and_training_rows(quick_report: str) -> None:
     cold = {r[0]: r for r in _rows(_section(quick_report, "## `faceverify compare A B`"))}
     assert set(cold) == {"`faceverify compare A B --provider cpu`", '`python -c "import torch"`',
@@ -139,8 +145,13 @@ def test_quick_cold_start_and_training_rows(quick_report: str) -> None:
     assert ("CUDA" in train[-1][0]) == torch.cuda.is_available()
 
 
+def _exp9() -> tuple:
+    cfg = get_preset("exp9")
+    return cfg.model, cfg.preprocess
+
+
 def test_flops_count_matches_a_hand_count_of_exp9() -> None:
-    net = build_model(get_preset("exp9").model).eval()
+    net = build_model(*_exp9()).eval()
     counted = flops.count(net.embed, net, torch.zeros(3, 1, 105, 105))
     # valid convolutions 1->32@10, 32@7, 32@4, 32@4 on 105 px (pools after the first three), dense 32*6*6 -> 32
     conv = 96 * 96 * 32 * 100 + 42 * 42 * 32 * 32 * 49 + 18 * 18 * 32 * 32 * 16 + 6 * 6 * 32 * 32 * 16
@@ -162,6 +173,7 @@ def test_interleave_alternates_sides_after_warmup() -> None:
     assert timing.ratio(samples["B"], samples["A"]) == pytest.approx(6 / 5)
 
 
+@pytest.mark.slow
 def test_same_weights_refuses_a_different_network(onnx_model: Path, tiny_run: Path, data_root: Path) -> None:
     from train import checkpoint
     from train.loop import load_model
@@ -175,6 +187,6 @@ def test_same_weights_refuses_a_different_network(onnx_model: Path, tiny_run: Pa
     _, net = load_model(checkpoint.load(tiny_run / "best.pt"))
     max_abs, rel = same_weights(model, net, images, 1e-4)
     assert 0 <= rel <= 1e-4 and np.isfinite(max_abs)
-    other = build_model(get_preset("exp9").model).eval()
+    other = build_model(*_exp9()).eval()
     with pytest.raises(FaceverifyError, match="not the same weights"):
         same_weights(model, other, images, 1e-4)

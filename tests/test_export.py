@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from export import ExportConfig, ExportResult, export_model
+from export.metadata import build_metadata
 from export.pipeline import load_finalized
 from models import build_model
 from train import checkpoint
@@ -55,6 +56,7 @@ HEAD_BIAS_UP = _perturb("model.head.linear2.bias", lambda b: b + np.float32(1e-3
 EMBEDDING_BIAS_UP = _perturb("model.tower.linear1.0.bias", lambda b: b + np.float32(1e-3))
 
 
+@pytest.mark.slow
 def test_export_is_checked_and_proven_on_real_validation_pairs(exported: ExportResult) -> None:
     report = exported.parity
     assert report.passed and report.pairs >= 200 and report.matched > 0 and report.mismatched > 0
@@ -70,6 +72,7 @@ def test_export_is_checked_and_proven_on_real_validation_pairs(exported: ExportR
     assert all(d.dim_param and not d.dim_value for d in batch_dims.values())
 
 
+@pytest.mark.slow
 def test_metadata_reads_back_through_onnxruntime(exported: ExportResult, tiny_run: Path) -> None:
     session = ort.InferenceSession(str(exported.model_path), providers=["CPUExecutionProvider"])
     props = dict(session.get_modelmeta().custom_metadata_map)
@@ -82,7 +85,7 @@ def test_metadata_reads_back_through_onnxruntime(exported: ExportResult, tiny_ru
     assert json.loads(props[modelmeta.K_TRAINING]) == json.loads(json.dumps(cfg.as_dict()))
     assert json.loads(props[modelmeta.K_ARCHITECTURE]) == cfg.model.as_dict()
     assert props[modelmeta.K_PRESET] == "exp9" and props[modelmeta.K_PROTOCOL] == "restricted"
-    assert json.loads(props[modelmeta.K_DEVTEST]) == saved["summary"]["test"]
+    assert modelmeta.K_DEVTEST not in props and "test" not in saved["summary"]  # DevTest only with --report-test
     assert json.loads(props[modelmeta.K_VALIDATION])["accuracy"] == saved["summary"]["validation"]["accuracy"]
     assert "validation" in props[modelmeta.K_THRESHOLD_RULE] and "DevTest chose nothing" in props[modelmeta.K_THRESHOLD_RULE]
     assert json.loads(props[modelmeta.K_PARITY]) == exported.parity.as_dict()
@@ -91,10 +94,11 @@ def test_metadata_reads_back_through_onnxruntime(exported: ExportResult, tiny_ru
     assert props[modelmeta.K_CREATED].endswith("+00:00")
 
 
+@pytest.mark.slow
 def test_tower_then_head_equals_full_model_on_real_pairs(exported: ExportResult, tiny_run: Path, data_root: Path) -> None:
     _, cfg, model = load_finalized(tiny_run / "best.pt")
     lfw = LFWRoot.open(data_root)
-    pairs = protocol_splits(cfg.protocol, lfw, cfg.val_fraction, cfg.seed).val[:40]
+    pairs = protocol_splits(cfg, lfw).val[:40]
     paths = sorted({p for pair in pairs for p in (pair.left, pair.right)})
     images = np.stack([load_input(lfw.image(p), cfg.preprocess) for p in paths])
     row = {p: i for i, p in enumerate(paths)}
@@ -116,6 +120,7 @@ def test_tower_then_head_equals_full_model_on_real_pairs(exported: ExportResult,
     assert np.array_equal(onnx_prob >= threshold, full >= threshold)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("transform", "figure"), [(HEAD_BIAS_UP, "probability"), (EMBEDDING_BIAS_UP, "embedding")], ids=["head", "tower"]
 )
@@ -128,6 +133,7 @@ def test_perturbed_graph_fails_parity_and_leaves_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_parity_failure_exits_2_with_one_line(
     tiny_run: Path, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +155,7 @@ def _run_export(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_dry_run_writes_model_and_report(tiny_run: Path, data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     done = _run_export("--checkpoint", str(tiny_run / "best.pt"), "--out", str(out), "--data-root", str(data_root),
@@ -163,7 +170,7 @@ def test_cli_dry_run_writes_model_and_report(tiny_run: Path, data_root: Path, tm
 def _unfinalized_checkpoint(path: Path) -> Path:
     """A well-formed checkpoint whose run never chose a threshold (what `last.pt` or an interrupted run holds)."""
     cfg = get_preset("exp9")
-    checkpoint.save({"format": checkpoint.FORMAT, "config": cfg.as_dict(), "model": build_model(cfg.model).state_dict()},
+    checkpoint.save({"format": checkpoint.FORMAT, "config": cfg.as_dict(), "model": build_model(cfg.model, cfg.preprocess).state_dict()},
                     path)
     return path
 
@@ -192,3 +199,15 @@ def test_too_few_pairs_are_refused_unless_dry_run() -> None:
     assert ExportConfig(pairs=50, dry_run=True).wanted_pairs == 50
     with pytest.raises(FaceverifyError, match="opset"):
         ExportConfig(opset=13)
+
+
+def test_devtest_figures_are_carried_only_when_training_reported_them() -> None:
+    cfg = get_preset("exp9")
+    summary = {"validation": {"accuracy": 0.7, "pairs": 220}, "threshold_rule": "accuracy-maximising threshold"}
+    saved = {"summary": summary, "threshold": 0.5, "epoch": 3, "selected_by": "val_loss"}
+    assert modelmeta.K_DEVTEST not in build_metadata(saved, cfg, 32)
+    test = {"accuracy": 0.66, "roc_auc": 0.71, "pairs": 1000}
+    props = build_metadata({**saved, "summary": {**summary, "test": test}}, cfg, 32)
+    assert json.loads(props[modelmeta.K_DEVTEST]) == test
+    assert json.loads(props[modelmeta.K_ARCHITECTURE]) == cfg.model.as_dict()
+    assert json.loads(props[modelmeta.K_INPUT]) == {"channels": 1, "height": 105, "width": 105}

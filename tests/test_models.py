@@ -20,7 +20,7 @@ REPORT_LINEAR = {
 @pytest.mark.parametrize("name", sorted(REPORT_LINEAR))
 def test_report_presets_match_the_report(name: str) -> None:
     cfg = PRESETS[name]
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, cfg.preprocess)
     linear = model.tower.linear1[0]
     assert (linear.in_features, linear.out_features) == REPORT_LINEAR[name]
     assert model.head.linear2.in_features == REPORT_LINEAR[name][1]
@@ -35,7 +35,7 @@ def test_report_presets_match_the_report(name: str) -> None:
 
 
 def test_report_init_is_normal_0_001() -> None:
-    model = build_model(PRESETS["exp9"].model)
+    model = build_model(PRESETS["exp9"].model, PRESETS["exp9"].preprocess)
     weight = model.tower.layers[1].conv.weight.detach()
     assert abs(float(weight.std()) - 0.01) < 0.002 and abs(float(weight.mean())) < 0.002
 
@@ -44,8 +44,8 @@ def test_report_init_is_normal_0_001() -> None:
 def test_every_preset_runs_and_round_trips(name: str) -> None:
     cfg = PRESETS[name]
     assert TrainConfig.from_dict(cfg.as_dict()) == cfg
-    model = build_model(cfg.model).eval()
-    x = torch.rand(2, cfg.model.input_channels, cfg.model.input_size, cfg.model.input_size)
+    model = build_model(cfg.model, cfg.preprocess).eval()
+    x = torch.rand(2, cfg.preprocess.channels, cfg.preprocess.size, cfg.preprocess.size)
     with torch.no_grad():
         logits = model(x, x.flip(0))
         assert logits.shape == (2,)
@@ -54,8 +54,8 @@ def test_every_preset_runs_and_round_trips(name: str) -> None:
 
 @pytest.mark.parametrize("size", [80, 70, 64])
 def test_flatten_pooling_keeps_every_position(size: int) -> None:
-    cfg = replace(PRESETS["fv-flat"].model, input_size=size)
-    tower = build_model(cfg).tower.eval()
+    cfg = PRESETS["fv-flat"].model
+    tower = build_model(cfg, replace(PRESETS["fv-flat"].preprocess, size=size)).tower.eval()
     side = size
     for _ in cfg.channels:
         side = (side + 1) // 2

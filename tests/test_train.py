@@ -1,22 +1,32 @@
-"""The training stage end to end on real LFW images: smoke run, run folder, splits, resume after a stop."""
+"""The training stage end to end on real LFW images (smoke runs of exp9 and of the default preset, run folder,
+splits, resume after a stop, DevTest only on request) and its losses against independent computations."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from helpers import REPO
 
-from train import checkpoint
+from models import SiameseNet
+from models.heads import CosineHead
+from train import checkpoint, loop, report
 from train.__main__ import run
-from train.data import augment, photometric, split_pairs, split_people
+from train.config import get_preset
+from train.data import augment, identity_batches, make_data, photometric, protocol_splits, split_pairs, split_people
+from train.losses import CosFace, in_batch_pair_loss
+from train.objectives import IdentityObjective
+from verify_cli import modelmeta
 from verify_cli.lfw import LFWRoot
 
 
+@pytest.mark.slow
 def test_smoke_run_leaves_a_complete_run_folder(tiny_run: Path) -> None:
     for name in ("best.pt", "last.pt", "history.json", "summary.json", "curves.png", "roc.png"):
         assert (tiny_run / name).stat().st_size > 0, name
@@ -26,7 +36,8 @@ def test_smoke_run_leaves_a_complete_run_folder(tiny_run: Path) -> None:
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(np.isfinite(row["train_loss"]) and 0 <= row["val_accuracy"] <= 1 for row in history)
     summary = json.loads((tiny_run / "summary.json").read_text())
-    assert summary["test"]["pairs"] == 24 and summary["threshold"] == best["threshold"]
+    assert summary["threshold"] == best["threshold"] and summary["validation"]["pairs"] == 5  # a tenth of 48
+    assert "test" not in summary and "test_accuracy_at_0_5" not in summary  # DevTest only with --report-test
     assert not list(tiny_run.glob("*.tmp"))
 
 
@@ -65,6 +76,7 @@ def _history(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in json.loads((run_dir / "history.json").read_text())]
 
 
+@pytest.mark.slow
 def test_resume_repeats_an_unbroken_run(data_root: Path, tmp_path: Path) -> None:
     run("exp9", data_root, tmp_path / "whole", resume=False, epochs=2, seed=3, dry_run=True, threads=0)
     run("exp9", data_root, tmp_path / "broken", resume=False, epochs=1, seed=3, dry_run=True, threads=0)
@@ -73,13 +85,14 @@ def test_resume_repeats_an_unbroken_run(data_root: Path, tmp_path: Path) -> None
     assert _history(tmp_path / "broken") == _history(tmp_path / "whole")
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     broken = json.loads((tmp_path / "broken" / "summary.json").read_text())
-    assert whole["test"] == broken["test"] and whole["threshold"] == broken["threshold"]
+    assert whole["validation"] == broken["validation"] and whole["threshold"] == broken["threshold"]
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_line_and_exit_2(data_root: Path, tmp_path: Path) -> None:
     cases = [
         (["--preset", "nope", "--data-root", str(data_root)], "unknown preset"),
@@ -95,3 +108,134 @@ def test_bad_input_gives_one_line_and_exit_2(data_root: Path, tmp_path: Path) ->
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, (args, result.stderr)
         assert message in lines[-1] and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+@pytest.mark.slow
+def test_report_test_scores_devtest_once_and_changes_nothing_else(data_root: Path, tiny_run: Path,
+                                                                   tmp_path: Path) -> None:
+    run("exp9", data_root, tmp_path / "run", resume=False, epochs=2, seed=None, dry_run=True, threads=0,
+        report_test=True)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    plain = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["test"]["pairs"] == 24 and 0 <= summary["test_accuracy_at_0_5"] <= 1  # 12 of each class
+    assert summary["threshold"] == plain["threshold"] and summary["validation"] == plain["validation"]
+    row = report.results_row(summary)
+    assert row["test_accuracy"] == f"{100 * summary['test']['accuracy']:.1f}"
+    assert [report.results_row(plain)[k] for k in ("test_loss", "test_accuracy", "test_auc")] == ["", "", ""]
+
+
+@pytest.fixture(scope="module")
+def default_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`python -m train --preset default --dry-run` on real images, watching its batches and its calibration."""
+    seen: dict = {"batches": [], "calibrations": []}
+    real_loss, real_calibrate = IdentityObjective.loss, loop.calibrate_head
+
+    def loss(self: IdentityObjective, model, emb, rows):
+        seen["batches"].append(self.identities.labels[rows])
+        value = real_loss(self, model, emb, rows)
+        seen.setdefault("losses", []).append(float(value[0]))
+        return value
+
+    def calibrate(model, *args):
+        before = (float(model.head.scale), float(model.head.bias))
+        done = real_calibrate(model, *args)
+        seen["calibrations"].append((done, before, (float(model.head.scale), float(model.head.bias))))
+        return done
+
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(IdentityObjective, "loss", loss)
+        patch.setattr(loop, "calibrate_head", calibrate)
+        run("default", data_root, run_dir, resume=False, epochs=2, seed=None, dry_run=True, threads=0)
+    return {**seen, "run_dir": run_dir}
+
+
+@pytest.mark.slow
+def test_default_preset_trains_on_identities_with_cosface_and_pair_loss(default_run: dict, data_root: Path) -> None:
+    cfg = get_preset("default")
+    people = protocol_splits(cfg, LFWRoot.open(data_root), smoke=True).people
+    last = torch.load(default_run["run_dir"] / "last.pt", weights_only=True)
+    assert last["config"]["preset"] == "fv-flat-50" and last["config"]["protocol"] == "unrestricted"
+    cosface = last["identity_loss"]["weight"]  # one CosFace class per training person, trained with the network
+    assert cosface.shape == (len(people), cfg.model.embedding) and torch.isfinite(cosface).all()
+    assert default_run["batches"] and all(np.isfinite(default_run["losses"]))
+    for labels in default_run["batches"]:
+        _, counts = np.unique(labels, return_counts=True)
+        assert counts.size <= cfg.identities_per_batch and counts.max() <= cfg.images_per_identity
+        assert (counts >= 2).any()  # same-person pairs for the in-batch pair loss
+    history = json.loads((default_run["run_dir"] / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(np.isfinite([r["train_loss"], r["val_loss"], r["val_auc"]]).all() for r in history)
+
+
+@pytest.mark.slow
+def test_default_preset_calibrates_its_head_and_its_checkpoint_reloads(default_run: dict, data_root: Path) -> None:
+    [(done, before, after)] = default_run["calibrations"]
+    assert done and before != after  # the cosine head's scale and bias were refitted on validation pairs
+    saved = checkpoint.load(default_run["run_dir"] / "best.pt")
+    cfg, model = loop.load_model(saved)
+    assert (float(model.head.scale), float(model.head.bias)) == after
+    data = make_data(cfg, LFWRoot.open(data_root), smoke=True)
+    probs, _ = loop.pair_probabilities(model, data.bank, data.val, cfg.preprocess, torch.device("cpu"))
+    accuracy = float(np.mean((probs >= saved["threshold"]) == (data.val.labels > 0.5)))
+    assert accuracy == saved["summary"]["validation"]["accuracy"]
+
+
+def test_identity_batches_hold_p_identities_of_k_images() -> None:
+    labels = np.array([0] * 5 + [1] * 3 + [2] + [3] * 2 + [4] + [5] * 4)  # people 2 and 4 have one image
+    batches = list(identity_batches(labels, 2, 3, torch.Generator().manual_seed(0), singletons=1))
+    assert len(batches) == 2  # four people with two or more images, two per batch
+    seen = []
+    for rows in batches:
+        assert len(set(rows.tolist())) == rows.size
+        multi, single = rows[:-1], rows[-1:]
+        people, counts = np.unique(labels[multi], return_counts=True)
+        assert people.size == 2 and all(c == min(3, int((labels == p).sum())) for p, c in zip(people, counts))
+        assert labels[single][0] in (2, 4)
+        seen += people.tolist()
+    assert sorted(seen) == [0, 1, 3, 5]
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_in_batch_pair_loss_is_balanced_bce_over_every_pair() -> None:
+    gen = torch.Generator().manual_seed(0)
+    emb, labels = torch.randn(5, 4, generator=gen), torch.tensor([0, 0, 1, 1, 2])
+    model = SiameseNet(torch.nn.Identity(), CosineHead(4))  # logit = 10 cos - 5
+    loss, acc = in_batch_pair_loss(model, emb, labels)
+    e = emb.double().numpy()
+    terms = []
+    for i in range(5):
+        for j in range(i + 1, 5):
+            same = bool(labels[i] == labels[j])
+            p = _sigmoid(10 * e[i] @ e[j] / np.linalg.norm(e[i]) / np.linalg.norm(e[j]) - 5)
+            terms.append((same, -math.log(p if same else 1 - p), (p > 0.5) == same))
+    positives = sum(t[0] for t in terms)  # 2 of the 10 pairs
+    weight = {True: 1 / (2 * positives), False: 1 / (2 * (len(terms) - positives))}
+    assert loss.item() == pytest.approx(sum(weight[s] * bce for s, bce, _ in terms), rel=1e-5)
+    assert acc == pytest.approx(sum(weight[s] * right for s, _, right in terms), rel=1e-6)
+
+
+def test_cosface_is_cross_entropy_of_scaled_cosines_with_a_margin_on_the_true_class() -> None:
+    gen = torch.Generator().manual_seed(1)
+    cosface = CosFace(4, 3, margin=0.35, scale=30.0)
+    emb, labels = torch.randn(2, 4, generator=gen), torch.tensor([2, 0])
+    e, w = emb.double().numpy(), cosface.weight.detach().double().numpy()
+    expected = 0.0
+    for row, label in zip(e, labels.tolist()):
+        cos = (w @ row) / np.linalg.norm(w, axis=1) / np.linalg.norm(row)
+        cos[label] -= 0.35
+        expected += -(30 * cos[label] - math.log(np.exp(30 * cos).sum())) / 2
+    assert cosface(emb, labels).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_default_preset_exports_with_parity(default_run: dict, data_root: Path, tmp_path: Path) -> None:
+    from export import ExportConfig, export_model
+
+    result = export_model(default_run["run_dir"] / "best.pt", tmp_path / "m.onnx", data_root, ExportConfig(dry_run=True))
+    assert result.parity.passed and result.parity.decisions_differ == 0
+    assert json.loads(result.metadata[modelmeta.K_INPUT]) == {"channels": 3, "height": 80, "width": 80}
+    assert modelmeta.K_DEVTEST not in result.metadata

@@ -1,4 +1,4 @@
-"""`python -m train --preset NAME`: train a preset on LFW, keep the best checkpoint, report DevTest once."""
+"""`python -m train --preset NAME [--set KEY=VALUE ...]`: train a preset on LFW and keep the best checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
 from verify_cli.lfw import resolve_data_root
@@ -23,21 +24,33 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 @app.command()
 def main(
-    preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-resnet ...")] = "default",
+    preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-resnet ... (--list-presets).")]
+    = "default",
     data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
                                                         "./data/lfw].", show_default=False)] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder \\[default: runs/PRESET].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from last.pt.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Stop after this many epochs \\[default: the preset's].")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override one configuration field (repeatable; dotted keys for nested "
+                                           "fields: --set lr=3e-3 --set model.dropout=0.3).")] = None,
+    report_test: Annotated[bool, typer.Option(
+        "--report-test", help="Also score DevTest once at the validation threshold (it chooses nothing).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Smoke mode: a few real pairs, 2 epochs.")] = False,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for torch (0: all cores).")] = 0,
+    list_presets: Annotated[bool, typer.Option(
+        "--list-presets", help="Print every preset, its parent and the fields it changes, then exit.")] = False,
 ) -> None:
     """Train a Siamese network on LFW View 1 and write RUN/best.pt, history.json, curves.png, roc.png."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background, where SIGINT is ignored
     try:
-        run(preset, resolve_data_root(data_root), run_dir, resume, epochs, seed, dry_run, threads)
+        if list_presets:
+            Console(soft_wrap=False).print(presets_table())
+            return
+        run(preset, resolve_data_root(data_root), run_dir, resume, epochs, seed, dry_run, threads,
+            overrides=overrides or [], report_test=report_test)
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
@@ -46,48 +59,69 @@ def main(
         raise typer.Exit(130) from None
 
 
-def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None,
-        seed: int | None, dry_run: bool, threads: int) -> None:
-    """Plain function behind the command: data, fit, finalize, plots, results table."""
-    from dataclasses import replace
+def presets_table() -> Table:
+    """A rich table of the presets: name, parent, the fields each changes from its parent, description."""
+    from train.config import DEFAULT_PRESET, PRESET_ROWS, describe_changes
 
+    table = Table(title="presets: each changes its parent's fields (--preset NAME, then --set KEY=VALUE ...)",
+                  title_justify="left", show_lines=True)
+    for column in ("preset", "parent", "changes from the parent"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", overflow="fold", min_width=20)
+    for row in PRESET_ROWS:
+        name = f"{row.name} (default)" if row.name == DEFAULT_PRESET else row.name
+        table.add_row(name, row.parent or "defaults", describe_changes(row), row.description)
+    return table
+
+
+def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None,
+        seed: int | None, dry_run: bool, threads: int, overrides: list[str] | None = None,
+        report_test: bool = False) -> None:
+    """Plain function behind the command: configuration, data, fit, finalize, plots, results table."""
     import torch
 
+    from models.typed_config import parse_overrides, with_overrides
     from train import report
-    from train.config import DEFAULT_PRESET, get_preset
+    from train.config import TrainConfig, get_preset
     from train.data import make_data
     from train.loop import finalize, fit
+    from train.objectives import OBJECTIVES
     from verify_cli.lfw import LFWRoot
 
+    changes = parse_overrides(TrainConfig, overrides or [])
+    if seed is not None:
+        changes["seed"] = seed
+    cfg = with_overrides(get_preset(preset), changes)
     if threads > 0:
         torch.set_num_threads(threads)
-    cfg = get_preset(DEFAULT_PRESET if preset == "default" else preset)
-    if seed is not None:
-        cfg = replace(cfg, seed=seed)
     if dry_run:
         epochs = min(epochs or 2, 2)
     run_dir = run_dir or Path("runs") / (f"{cfg.preset}-dry-run" if dry_run else cfg.preset)
     if run_dir.exists() and not run_dir.is_dir():
         raise FaceverifyError(f"{run_dir}: is a file; --run-dir names the run folder")
     lfw = LFWRoot.open(data_root)
-    console.print(f"preset {cfg.preset} ({cfg.description}), protocol {cfg.protocol}, run folder {run_dir}")
-    data = make_data(cfg.protocol, lfw, cfg.preprocess, cfg.val_fraction, cfg.seed, dry_run)
-    console.print(f"images {len(data.bank.paths)}, validation pairs {len(data.val)}, test pairs {len(data.test)}")
+    console.print(f"preset {cfg.preset} ({cfg.description}), protocol {cfg.protocol}, run folder {run_dir}"
+                  + "".join(f", {item}" for item in overrides or []))
+    data = make_data(cfg, lfw, dry_run, with_test=report_test)
+    console.print(f"images {len(data.bank.paths)}, validation pairs {len(data.val)}"
+                  + (f", DevTest pairs {len(data.test)}" if data.test is not None else ""))
     history = fit(cfg, data, run_dir, resume=resume, console=console, max_epochs=epochs)
-    result = finalize(run_dir, data, console)
+    result = finalize(run_dir, data)
     summary = result["summary"]
-    report.plot_curves(history, run_dir / "curves.png", "CosFace + pair BCE" if cfg.protocol == "unrestricted" else "")
-    report.plot_roc(
-        {"validation": (result["val_probs"], data.val.labels), "DevTest": (result["test_probs"], data.test.labels)},
-        run_dir / "roc.png",
-    )
-    if not dry_run:
+    report.plot_curves(history, run_dir / "curves.png", OBJECTIVES[cfg.protocol].train_loss)
+    curves = {"validation": (result["val_probs"], data.val.labels)}
+    if data.test is not None:
+        curves["DevTest"] = (result["test_probs"], data.test.labels)
+    report.plot_roc(curves, run_dir / "roc.png")
+    if not dry_run and not overrides:  # the results table holds the presets as named; a --set run keeps its own
         report.add_result(run_dir.parent / "results.csv", summary)
-    val, test = summary["validation"], summary["test"]
+    val = summary["validation"]
+    test = summary.get("test")
     console.print(
         f"best epoch {summary['epoch']} of {summary['epochs_run']} | threshold {summary['threshold']:.3f} "
-        f"(chosen on validation) | validation acc {val['accuracy']:.3f} | DevTest acc {test['accuracy']:.3f} "
-        f"auc {test['roc_auc']:.3f} | {summary['seconds']:.0f}s"
+        f"(chosen on validation) | validation acc {val['accuracy']:.3f} auc {val['roc_auc']:.3f}"
+        + (f" | DevTest acc {test['accuracy']:.3f} auc {test['roc_auc']:.3f}" if test else "")
+        + f" | {summary['seconds']:.0f}s"
     )
     print(run_dir / "best.pt")
 

@@ -1,12 +1,18 @@
-"""Training configuration: one typed dataclass and the named presets (the report's exp1..exp10 and ours)."""
+"""Training configuration: one typed dataclass, checked on construction, and the table of named presets."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from models import ModelConfig
+from models.siamese import check_input
+from models.typed_config import Rules, build, check_fields, show, split_known, with_overrides
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
+
+Protocol = Literal["restricted", "unrestricted"]  # DevTrain pairs only, or DevTrain identities
 
 
 @dataclass(frozen=True)
@@ -14,19 +20,19 @@ class TrainConfig:
     """Everything that decides a training run; stored in every checkpoint so a run can be reproduced."""
 
     preset: str
-    model: ModelConfig
+    model: ModelConfig = field(default_factory=ModelConfig)  # its input is `preprocess`'s channels and size
     preprocess: Preprocess = field(default_factory=Preprocess)
-    protocol: str = "restricted"  # "restricted": DevTrain pairs only; "unrestricted": DevTrain identities
-    optimizer: str = "adamw"  # "sgd" or "adamw"
+    protocol: Protocol = "restricted"
+    optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 1e-3
     momentum: float = 0.5  # sgd only
     weight_decay: float = 1e-2
     lr_decay: float = 0.99  # multiplied into the learning rate after every epoch (the report's 1%)
-    schedule: str = "exponential"  # "exponential" (lr_decay per epoch) or "cosine" (to zero at max_epochs)
-    batch_size: int = 32
+    schedule: Literal["exponential", "cosine"] = "exponential"  # lr_decay per epoch, or cosine to zero at max_epochs
+    batch_size: int = 32  # restricted only: pairs per step
     max_epochs: int = 200
     patience: int = 20  # stop after this many epochs without a better monitored validation figure
-    monitor: str = "val_loss"  # "val_loss" (lower is better) or "val_auc" (higher is better)
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"  # lower is better, or higher is better
     val_fraction: float = 0.1
     augment: bool = False  # Koch et al.'s affine distortions and horizontal flips, training batches only
     color: float = 0.0  # brightness, contrast and saturation jitter (1 +- color) and 10% grey, training only
@@ -39,6 +45,28 @@ class TrainConfig:
     margin_scale: float = 30.0
     description: str = ""
 
+    RULES: ClassVar[Rules] = {
+        "lr": (lambda v: v > 0, "> 0"),
+        "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "weight_decay": (lambda v: v >= 0, ">= 0"),
+        "lr_decay": (lambda v: 0 < v <= 1, "in (0, 1]"),
+        "batch_size": (lambda v: v >= 1, ">= 1"),
+        "max_epochs": (lambda v: v >= 1, ">= 1"),
+        "patience": (lambda v: v >= 1, ">= 1"),
+        "val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+        "color": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "seed": (lambda v: v >= 0, ">= 0"),
+        "identities_per_batch": (lambda v: v >= 1, ">= 1"),
+        "images_per_identity": (lambda v: v >= 2, ">= 2 (a batch needs same-person pairs)"),
+        "singletons_per_batch": (lambda v: v >= 0, ">= 0"),
+        "margin": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "margin_scale": (lambda v: v > 0, "> 0"),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, "", self.RULES)
+        check_input(self.model, self.preprocess)
+
     def as_dict(self) -> dict:
         """Plain dictionary for checkpoints (loadable with weights_only=True) and metadata."""
         data = asdict(self)
@@ -47,100 +75,96 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverse of `as_dict`."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["model"] = ModelConfig.from_dict(data["model"])
-        values["preprocess"] = Preprocess(**data["preprocess"])
-        return cls(**values)
+        """Inverse of `as_dict`; an unknown key is an error, a retired one is accepted only at its bound value."""
+        values, unknown = split_known(cls, data)
+        cfg = build(cls, values)
+        for key, value in unknown.items():
+            if key not in RETIRED:
+                raise FaceverifyError(
+                    f"checkpoint configuration has an unknown key {key!r} (written by another version of faceverify?)"
+                )
+            bound, why = RETIRED[key]
+            if value != bound(cfg):
+                raise FaceverifyError(
+                    f"checkpoint configuration: {key}={value!r} can no longer be loaded ({why}; "
+                    f"only {bound(cfg)!r} is accepted)"
+                )
+        return cfg
 
 
-_KOCH = ModelConfig()  # conv 64@10, 128@7, 128@4, 256@4; BatchNorm after pooling (the report's); linear 9216->4096
-_SMALL = ModelConfig(channels=(32, 32, 32, 32), embedding=120, dropout=0.7)
-
-
-def _report(n: int, description: str, model: ModelConfig, **kw) -> TrainConfig:
-    base: dict = {"optimizer": "adamw", "batch_size": 64, "max_epochs": 200}
-    base.update(kw)
-    return TrainConfig(preset=f"exp{n}", model=model, description=description, **base)
-
-
-PRESETS: dict[str, TrainConfig] = {
-    c.preset: c
-    for c in [
-        _report(1, "Koch et al. without dropout, SGD", _KOCH, optimizer="sgd", lr=0.01),
-        _report(2, "Koch et al. with dropout 0.7, SGD", replace(_KOCH, dropout=0.7), optimizer="sgd", lr=0.01),
-        _report(3, "Koch et al. with dropout 0.7, AdamW", replace(_KOCH, dropout=0.7)),
-        _report(4, "halved channels 32-64-64-128", replace(_KOCH, channels=(32, 64, 64, 128), dropout=0.7)),
-        _report(
-            5,
-            "three conv layers 32-64-128",
-            replace(_KOCH, channels=(32, 64, 128), kernels=(10, 7, 4), pools=(True, True, False), dropout=0.7),
-        ),
-        _report(6, "conv 32-32-32-64, dense 120", replace(_SMALL, channels=(32, 32, 32, 64))),
-        _report(7, "conv 32-32-32-32, dense 120", _SMALL),
-        _report(8, "conv 32x4, dense 32", replace(_SMALL, embedding=32)),
-        _report(9, "exp8 with batch 32 (the report's chosen model)", replace(_SMALL, embedding=32), batch_size=32),
-        _report(
-            10, "exp9 with at most 50 epochs", replace(_SMALL, embedding=32), batch_size=32, max_epochs=50
-        ),
-    ]
+# Fields that older checkpoints hold and this version dropped: each loads only at the value it is bound to now.
+RETIRED: dict[str, tuple[Callable[[TrainConfig], Any], str]] = {
+    "model.flip_average": (lambda cfg: False, "mirror averaging at inference was removed; no preset used it"),
+    "model.input_size": (lambda cfg: cfg.preprocess.size, "the input size is stored once, as preprocess.size"),
+    "model.input_channels": (lambda cfg: cfg.preprocess.channels, "the input channels are preprocess.channels"),
 }
-PRESETS["fv-resnet"] = TrainConfig(
-    preset="fv-resnet",
-    description="residual tower, CosFace + pair loss on DevTrain identities, face crop, RGB 64x64",
-    model=ModelConfig(
-        tower="resnet", channels=(32, 64, 128, 256), blocks=(1, 1, 1, 1), embedding=128, head="cosine",
-        input_size=64, input_channels=3, init="torch",
-    ),
-    preprocess=Preprocess(size=64, channels=3, crop=0.5, mean=0.5, std=0.5),
-    protocol="unrestricted",
-    optimizer="adamw",
-    lr=2e-3,
-    weight_decay=5e-2,
-    schedule="cosine",
-    max_epochs=40,
-    patience=15,
-    monitor="val_auc",
-    augment=True,
-)
-PRESETS["fv-resnet-deep"] = replace(
-    PRESETS["fv-resnet"],
-    preset="fv-resnet-deep",
-    description="fv-resnet with two blocks in the middle stages, one-image people as extra classes, 70 epochs",
-    model=replace(PRESETS["fv-resnet"].model, blocks=(1, 2, 2, 1)),
-    singletons_per_batch=24,
-    max_epochs=70,
-    patience=20,
-)
-PRESETS["fv-resnet-80"] = replace(
-    PRESETS["fv-resnet"],
-    preset="fv-resnet-80",
-    description="fv-resnet on 80x80 inputs from a wider crop (0.55): more detail and a little hair and jaw",
-    model=replace(PRESETS["fv-resnet"].model, input_size=80),
-    preprocess=replace(PRESETS["fv-resnet"].preprocess, size=80, crop=0.55),
-)
-PRESETS["fv-flat"] = replace(
-    PRESETS["fv-resnet-80"],
-    preset="fv-flat",
-    description="fv-resnet-80 with a flattened last feature map (BatchNorm, dropout 0.4, linear) as embedding",
-    model=replace(PRESETS["fv-resnet-80"].model, pooling="flatten", dropout=0.4),
-)
-PRESETS["fv-flat-color"] = replace(
-    PRESETS["fv-flat"],
-    preset="fv-flat-color",
-    description="fv-flat with lighting and colour jitter (0.3) and 10% grey training images",
-    color=0.3,
-)
-PRESETS["fv-flat-50"] = replace(
-    PRESETS["fv-flat"], preset="fv-flat-50", description="fv-flat with a 50-epoch cosine schedule", max_epochs=50
-)
+
+
+class PresetRow(NamedTuple):
+    """One named preset: its parent (None: the TrainConfig defaults, Koch et al.'s network) and what it changes."""
+
+    name: str
+    parent: str | None
+    changes: dict[str, Any]
+    description: str
+
+
+_KOCH_SMALL = (32, 32, 32, 32)
+PRESET_ROWS: list[PresetRow] = [
+    # the report's ten experiments (restricted protocol, 105x105 grayscale, BatchNorm after pooling)
+    PresetRow("exp1", None, {"optimizer": "sgd", "lr": 0.01, "batch_size": 64}, "Koch et al. without dropout, SGD"),
+    PresetRow("exp2", "exp1", {"model.dropout": 0.7}, "Koch et al. with dropout 0.7, SGD"),
+    PresetRow("exp3", "exp2", {"optimizer": "adamw", "lr": 1e-3}, "Koch et al. with dropout 0.7, AdamW"),
+    PresetRow("exp4", "exp3", {"model.channels": (32, 64, 64, 128)}, "halved channels 32-64-64-128"),
+    PresetRow("exp5", "exp3", {"model.channels": (32, 64, 128), "model.kernels": (10, 7, 4),
+                               "model.pools": (True, True, False)}, "three conv layers 32-64-128"),
+    PresetRow("exp6", "exp3", {"model.channels": (32, 32, 32, 64), "model.embedding": 120}, "conv 32-32-32-64, dense 120"),
+    PresetRow("exp7", "exp6", {"model.channels": _KOCH_SMALL}, "conv 32-32-32-32, dense 120"),
+    PresetRow("exp8", "exp7", {"model.embedding": 32}, "conv 32x4, dense 32"),
+    PresetRow("exp9", "exp8", {"batch_size": 32}, "exp8 with batch 32 (the report's chosen model)"),
+    PresetRow("exp10", "exp9", {"max_epochs": 50}, "exp9 with at most 50 epochs"),
+    # ours: a residual tower trained on DevTrain identities (unrestricted protocol)
+    PresetRow("fv-resnet", None, {
+        "model.tower": "resnet", "model.channels": (32, 64, 128, 256), "model.blocks": (1, 1, 1, 1),
+        "model.embedding": 128, "model.head": "cosine", "model.init": "torch",
+        "preprocess.size": 64, "preprocess.channels": 3, "preprocess.crop": 0.5, "preprocess.mean": 0.5,
+        "preprocess.std": 0.5, "protocol": "unrestricted", "lr": 2e-3, "weight_decay": 5e-2, "schedule": "cosine",
+        "max_epochs": 40, "patience": 15, "monitor": "val_auc", "augment": True,
+    }, "residual tower, CosFace + pair loss on DevTrain identities, face crop, RGB 64x64"),
+    PresetRow("fv-resnet-deep", "fv-resnet", {
+        "model.blocks": (1, 2, 2, 1), "singletons_per_batch": 24, "max_epochs": 70, "patience": 20,
+    }, "fv-resnet with two blocks in the middle stages, one-image people as extra classes, 70 epochs"),
+    PresetRow("fv-resnet-80", "fv-resnet", {"preprocess.size": 80, "preprocess.crop": 0.55},
+              "fv-resnet on 80x80 inputs from a wider crop (0.55): more detail and a little hair and jaw"),
+    PresetRow("fv-flat", "fv-resnet-80", {"model.pooling": "flatten", "model.dropout": 0.4},
+              "fv-resnet-80 with a flattened last feature map (BatchNorm, dropout 0.4, linear) as embedding"),
+    PresetRow("fv-flat-color", "fv-flat", {"color": 0.3},
+              "fv-flat with lighting and colour jitter (0.3) and 10% grey training images"),
+    PresetRow("fv-flat-50", "fv-flat", {"max_epochs": 50}, "fv-flat with a 50-epoch cosine schedule"),
+]
 DEFAULT_PRESET = "fv-flat-50"
 
 
+def _build_presets(rows: list[PresetRow]) -> dict[str, TrainConfig]:
+    """Each row applied to its parent (defined above it), in table order."""
+    presets: dict[str, TrainConfig] = {}
+    for row in rows:
+        base = presets[row.parent] if row.parent else TrainConfig(preset=row.name)
+        presets[row.name] = with_overrides(replace(base, preset=row.name, description=row.description), row.changes)
+    return presets
+
+
+PRESETS: dict[str, TrainConfig] = _build_presets(PRESET_ROWS)
+
+
 def get_preset(name: str) -> TrainConfig:
-    """A preset by name, or one clear error listing the names."""
+    """A preset by name ("default" is DEFAULT_PRESET), or one clear error listing the names."""
     try:
-        return PRESETS[name]
+        return PRESETS[DEFAULT_PRESET if name == "default" else name]
     except KeyError:
         raise FaceverifyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def describe_changes(row: PresetRow) -> str:
+    """A row's changes as `key=value` lines, the way `--set` takes them."""
+    return "\n".join(f"{key}={show(value)}" for key, value in row.changes.items())

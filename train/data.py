@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from train.config import TrainConfig
 from verify_cli.lfw import LFWRoot, Pair, image_relpath, person_of
 from verify_cli.preprocess import Preprocess, load_prepared, normalize
 
@@ -154,16 +155,22 @@ def photometric(x: torch.Tensor, generator: torch.Generator, strength: float) ->
     return x + (brightness - 1)  # inputs are scaled around zero, so brightness is an offset
 
 
+@dataclass(frozen=True)
+class Identities:
+    """The unrestricted protocol's training data: bank rows of the training people's images, and whose each is."""
+
+    rows: np.ndarray
+    labels: np.ndarray  # identity 0..classes-1 of each row
+
+
 @dataclass
 class Data:
-    """What one training run reads: the bank and its splits."""
+    """What one training run reads: the bank, what trains (pairs or identities), what validates, and DevTest."""
 
     bank: ImageBank
-    train: PairSet
+    train: PairSet | Identities
     val: PairSet
-    test: PairSet
-    train_labels: np.ndarray | None = None  # unrestricted: identity of each training image row
-    train_rows: np.ndarray | None = None  # unrestricted: bank rows of the training images
+    test: PairSet | None  # DevTest: decoded only when it is to be reported
 
 
 @dataclass(frozen=True)
@@ -176,39 +183,37 @@ class Splits:
     people: dict[str, int]  # unrestricted: training people -> image count; restricted: none
 
 
-def protocol_splits(protocol: str, lfw: LFWRoot, val_fraction: float, seed: int, smoke: bool = False) -> Splits:
-    """The splits of a protocol, seeded; training and export both rebuild the validation pairs from here."""
+def protocol_splits(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False) -> Splits:
+    """The splits of a run's protocol, seeded; training and export both rebuild the validation pairs from here."""
     dev_train, dev_test = lfw.pairs("train"), lfw.pairs("test")
     if smoke:
         dev_train, dev_test = smoke_subset(dev_train, 2 * SMOKE_PAIRS), smoke_subset(dev_test)
-    if protocol == "restricted":
-        train_pairs, val_pairs = split_pairs(dev_train, val_fraction, seed)
+    if cfg.protocol == "restricted":
+        train_pairs, val_pairs = split_pairs(dev_train, cfg.val_fraction, cfg.seed)
         return Splits(train_pairs, val_pairs, dev_test, {})
-    if protocol != "unrestricted":
-        raise ValueError(f"unknown protocol {protocol!r}")
     people = lfw.people("train")
     if smoke:
         names = sorted({n for p in dev_train for n in p.people})
         people = {n: people[n] for n in names}
-    train_people, val_people = split_people(list(people), val_fraction, seed)
-    val_pairs = pairs_within(dev_train, val_people) + mined_pairs(people, val_people, seed)
+    train_people, val_people = split_people(list(people), cfg.val_fraction, cfg.seed)
+    val_pairs = pairs_within(dev_train, val_people) + mined_pairs(people, val_people, cfg.seed)
     return Splits([], val_pairs, dev_test, {name: people[name] for name in sorted(train_people)})
 
 
-def make_data(cfg_protocol: str, lfw: LFWRoot, spec: Preprocess, val_fraction: float, seed: int, smoke: bool) -> Data:
-    """Build the splits of a protocol. DevTest is loaded for the final report only."""
-    splits = protocol_splits(cfg_protocol, lfw, val_fraction, seed, smoke)
-    pair_images = [p for pair in splits.train + splits.val + splits.test for p in (pair.left, pair.right)]
-    if cfg_protocol == "restricted":
-        bank = load_bank(lfw, pair_images, spec)
-        return Data(bank, pair_set(bank, splits.train), pair_set(bank, splits.val), pair_set(bank, splits.test))
+def make_data(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False, with_test: bool = False) -> Data:
+    """Decode what a run trains and validates on; DevTest's images only `with_test` (for the final report)."""
+    splits = protocol_splits(cfg, lfw, smoke)
+    pairs = splits.train + splits.val + (splits.test if with_test else [])
+    pair_images = [p for pair in pairs for p in (pair.left, pair.right)]
     train_images = [img for name, count in splits.people.items() for img in lfw.person_images(name, count)]
-    bank = load_bank(lfw, train_images + pair_images, spec)
+    bank = load_bank(lfw, train_images + pair_images, cfg.preprocess)
+    test = pair_set(bank, splits.test) if with_test else None
+    if cfg.protocol == "restricted":
+        return Data(bank, pair_set(bank, splits.train), pair_set(bank, splits.val), test)
     ident = {name: i for i, name in enumerate(splits.people)}
-    train_rows = np.array([bank.index[p] for p in train_images], dtype=np.int64)
-    train_labels = np.array([ident[person_of(p)] for p in train_images], dtype=np.int64)
-    empty = PairSet(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    return Data(bank, empty, pair_set(bank, splits.val), pair_set(bank, splits.test), train_labels, train_rows)
+    train = Identities(np.array([bank.index[p] for p in train_images], dtype=np.int64),
+                       np.array([ident[person_of(p)] for p in train_images], dtype=np.int64))
+    return Data(bank, train, pair_set(bank, splits.val), test)
 
 
 def mined_pairs(people: dict[str, int], among: set[str], seed: int, per_class: int = 500) -> list[Pair]:

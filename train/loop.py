@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from models import SiameseNet, build_model
 from models.heads import CosineHead
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import Data, ImageBank, PairSet, augment, batches, identity_batches, photometric
-from train.losses import CosFace, in_batch_pair_loss
+from train.data import Data, ImageBank, PairSet, augment, photometric
+from train.objectives import Objective, make_objective
 from verify_cli import metrics
 from verify_cli.errors import FaceverifyError, first_line
 from verify_cli.preprocess import Preprocess
@@ -65,9 +64,9 @@ class State:
     """What a resumed run needs besides the model: optimiser, schedule, history, early-stopping counters."""
 
     model: SiameseNet
+    objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    identity_loss: CosFace | None
     history: list[dict[str, Any]]
     best: float
     bad_epochs: int = 0
@@ -75,23 +74,17 @@ class State:
 
 
 def build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
-    """A fresh run's model, identity loss, optimiser and schedule, seeded from the configuration."""
+    """A fresh run's model, objective, optimiser and schedule, seeded from the configuration."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device)
-    identity_loss = None
-    params = list(model.parameters())
-    if cfg.protocol == "unrestricted":
-        classes = int(data.train_labels.max()) + 1
-        identity_loss = CosFace(cfg.model.embedding, classes, cfg.margin, cfg.margin_scale).to(device)
-        params += list(identity_loss.parameters())
+    model = build_model(cfg.model, cfg.preprocess).to(device)
+    objective = make_objective(cfg, data, device)
+    params = list(model.parameters()) + objective.parameters()
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-    elif cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.schedule == "cosine":
         scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=cfg.max_epochs
@@ -99,7 +92,7 @@ def build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
     else:
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     best = math.inf if cfg.monitor == "val_loss" else -math.inf
-    return State(model, optimizer, scheduler, identity_loss, [], best)
+    return State(model, objective, optimizer, scheduler, [], best)
 
 
 def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
@@ -109,7 +102,7 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
         "model": st.model.state_dict(),
         "optimizer": st.optimizer.state_dict(),
         "scheduler": st.scheduler.state_dict(),
-        "identity_loss": st.identity_loss.state_dict() if st.identity_loss is not None else {},
+        "identity_loss": st.objective.state_dict(),
         "history": st.history,
         "best": st.best,
         "bad_epochs": st.bad_epochs,
@@ -118,7 +111,11 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
 
 
 def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> None:
-    if TrainConfig.from_dict(saved["config"]) != cfg:  # fields added later with defaults still match
+    try:
+        written_by = TrainConfig.from_dict(saved["config"])
+    except FaceverifyError as exc:
+        raise FaceverifyError(f"{path}: {exc.message}") from None
+    if written_by != cfg:  # fields added later with defaults, and retired ones, still match
         raise FaceverifyError(
             f"{path}: was written by a different configuration (preset {saved['config'].get('preset')}, now "
             f"{cfg.preset}); use another --run-dir (make train RUN=...) or remove the old run (make clean)"
@@ -127,46 +124,22 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
         st.model.load_state_dict(saved["model"])
         st.optimizer.load_state_dict(saved["optimizer"])
         st.scheduler.load_state_dict(saved["scheduler"])
-        if st.identity_loss is not None:
-            st.identity_loss.load_state_dict(saved["identity_loss"])
+        st.objective.load_state_dict(saved["identity_loss"])
         st.history, st.best = list(saved["history"]), float(saved["best"])
         st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # a damaged or hand-made checkpoint
         raise FaceverifyError(f"{path}: not a resumable checkpoint ({type(exc).__name__}: {first_line(exc, 160)})") from None
 
 
-def epoch_batches(cfg: TrainConfig, data: Data, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
-    """An epoch's batches of training rows (pairs or images) drawn from `gen`, and their count when known ahead."""
-    if cfg.protocol == "restricted":
-        return math.ceil(len(data.train) / cfg.batch_size), batches(len(data.train), cfg.batch_size, gen)
-    return None, identity_batches(
-        data.train_labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch
-    )
-
-
 def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device: torch.device,
                gen: torch.Generator) -> tuple[float, float]:
     """One optimisation step on a batch of rows (augmented from `gen`); returns its loss and accuracy."""
-    if cfg.protocol == "restricted":
-        images = np.concatenate([data.train.left[rows], data.train.right[rows]])
-    else:
-        images = data.train_rows[rows]
-    x = data.bank.batch(images, cfg.preprocess)
+    x = data.bank.batch(st.objective.images(rows), cfg.preprocess)
     if cfg.augment:
         x = augment(x, gen)
     if cfg.color > 0:
         x = photometric(x, gen, cfg.color)
-    emb = st.model.embed(x.to(device))
-    if cfg.protocol == "restricted":
-        n = rows.size
-        logits = st.model.score(emb[:n], emb[n:])
-        y = torch.from_numpy(data.train.labels[rows]).to(device)
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        acc = float(((logits > 0).float() == y).float().mean())
-    else:
-        labels = torch.from_numpy(data.train_labels[rows]).to(device)
-        pair_loss, acc = in_batch_pair_loss(st.model, emb, labels)
-        loss = pair_loss + st.identity_loss(emb, labels)
+    loss, acc = st.objective.loss(st.model, st.model.embed(x.to(device)), rows)
     st.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     st.optimizer.step()
@@ -180,7 +153,7 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
     torch.manual_seed(seed)  # dropout
     gen = torch.Generator().manual_seed(seed)  # order and augmentation
     st.model.train()
-    steps, batch_rows = epoch_batches(cfg, data, gen)
+    steps, batch_rows = st.objective.batches(gen)
     task = progress.add_task(f"epoch {epoch}", total=steps)
     total_loss = total_acc = 0.0
     count = 0
@@ -271,7 +244,7 @@ def _best_dict(cfg: TrainConfig, model: SiameseNet, row: dict[str, Any]) -> dict
 def load_model(saved: dict[str, Any]) -> tuple[TrainConfig, SiameseNet]:
     """Rebuild a network in eval mode from a best/last checkpoint dictionary."""
     cfg = TrainConfig.from_dict(saved["config"])
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, cfg.preprocess)
     try:
         model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
@@ -302,9 +275,11 @@ def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Pre
     return True
 
 
-def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[str, Any]:
-    """Calibrate and choose the threshold on validation, report DevTest once; store both in best.pt, summary.json."""
-    console = console or Console(stderr=True, soft_wrap=True)
+def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
+    """Calibrate and choose the threshold on validation; store both in best.pt and summary.json.
+
+    DevTest is scored (once, at that threshold) only when `data` holds it (`python -m train --report-test`).
+    """
     best_path = run_dir / BEST
     saved = checkpoint.load(best_path)
     cfg, model = load_model(saved)
@@ -314,7 +289,6 @@ def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[
         saved["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     val_probs, val_loss = pair_probabilities(model, data.bank, data.val, cfg.preprocess, device)
     threshold = metrics.best_threshold(val_probs, data.val.labels)
-    test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)
     history = checkpoint.load(run_dir / LAST)["history"]
     summary = {
         "preset": cfg.preset,
@@ -327,11 +301,14 @@ def finalize(run_dir: Path, data: Data, console: Console | None = None) -> dict[
         "threshold_rule": "accuracy-maximising threshold on the validation pairs"
         + (" (cosine head calibrated on the same pairs)" if isinstance(model.head, CosineHead) else ""),
         "validation": {"loss": val_loss, **metrics.report(val_probs, data.val.labels, threshold).as_dict()},
-        "test": {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()},
         "parameters": sum(p.numel() for p in model.parameters()),
-        "test_accuracy_at_0_5": float(np.mean((test_probs >= 0.5) == (data.test.labels > 0.5))),
         "device": str(device),
     }
+    test_probs = None
+    if data.test is not None:
+        test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)
+        summary["test"] = {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()}
+        summary["test_accuracy_at_0_5"] = float(np.mean((test_probs >= 0.5) == (data.test.labels > 0.5)))
     saved.update(threshold=threshold, summary=summary)
     checkpoint.save(saved, best_path)
     checkpoint.save_json(summary, run_dir / "summary.json")

@@ -70,17 +70,17 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
 
 
 def results_row(summary: dict[str, Any]) -> dict[str, str]:
-    """One row of the results table, in the report's summary columns."""
-    val, test = summary["validation"], summary["test"]
+    """One row of the results table, in the report's summary columns (DevTest's empty unless it was reported)."""
+    val, test = summary["validation"], summary.get("test")
     return {
         "preset": summary["preset"],
         "protocol": summary["protocol"],
         "val_loss": f"{val['loss']:.3f}",
         "val_accuracy": f"{100 * val['accuracy']:.1f}",
         "train_loss": f"{summary['train_loss']:.4f}",
-        "test_loss": f"{test['loss']:.3f}",
-        "test_accuracy": f"{100 * test['accuracy']:.1f}",
-        "test_auc": f"{test['roc_auc']:.3f}",
+        "test_loss": f"{test['loss']:.3f}" if test else "",
+        "test_accuracy": f"{100 * test['accuracy']:.1f}" if test else "",
+        "test_auc": f"{test['roc_auc']:.3f}" if test else "",
         "threshold": f"{summary['threshold']:.3f}",
         "best_epoch": str(summary["epoch"]),
         "epochs": str(summary["epochs_run"]),
