@@ -389,7 +389,8 @@ def l1_head(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("queries, entries, chunk", [
-    (5, 40, 1000),  # small gallery: several queries per call, explicit pairs
+    (5, 40, 1000),  # tiny gallery: several queries per call, explicit pairs
+    (5, 200, 1000),  # one query per call, broadcast by ONNX Runtime
     (3, 90, 32),  # large gallery: one query per call, chunked, broadcast by ONNX Runtime
     (1, 1, 16),
 ])

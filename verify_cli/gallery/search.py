@@ -1,12 +1,11 @@
 """Search: every query against every gallery photo through the model's own head, best photo per person, ranked.
 
-The head scores aligned pairs (`Model.score(a, b)`, (M, D) and (M, D)). Against a large gallery each query is
-fed once per chunk as a (1, D) row beside a (chunk, D) slice of the gallery: ONNX Runtime broadcasts it (the
-exported heads are elementwise ops and reductions over D) with no copy of the query, 2.4x faster than repeating
-it at 100,000 entries. Broadcasting is checked against explicit pairs on the first rows before it is trusted; a
-head that does not broadcast gets the query repeated (`np.broadcast_to`, copied). Against a small gallery many
-queries share one call, as explicit pairs (`np.repeat` / `np.tile`), which saves per-call overhead.
-"""
+The head scores aligned pairs (`Model.score(a, b)`, (M, D) and (M, D)). Each query is fed once per chunk of the
+gallery as a (1, D) row beside a (chunk, D) slice: ONNX Runtime broadcasts it (the exported heads are elementwise
+ops and reductions over D), so the query is never copied, about twice as fast as repeating it at 10,000 entries
+and more (bench/search.py). Broadcasting is checked against explicit pairs on the first rows before it is
+trusted; a head that does not broadcast gets the query repeated (`np.broadcast_to`, copied). Against a tiny
+gallery many queries share one call, as explicit pairs (`np.repeat` / `np.tile`), which saves per-call overhead."""
 
 from __future__ import annotations
 
@@ -22,6 +21,9 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 SEARCH_CHUNK = 16_384  # pairs per ONNX Runtime call: 8 MiB per side at D = 128
 BLOCK_SCORES = 1 << 22  # (queries x entries) probabilities held at once before the per-person reduction: 16 MiB
 DEFAULT_TOP = 2  # the best match and the runner-up
+# below this many entries, per-call overhead (about 0.1 ms) outweighs scoring each query's row twice as explicit
+# pairs, so queries share calls; from about 100 entries one broadcast call per query is faster (measured, 2 cores)
+TILE_BELOW = 128
 
 
 def broadcasts(score: ScoreFn, query: np.ndarray, entries: np.ndarray) -> bool:
@@ -46,7 +48,7 @@ def score_matrix(score: ScoreFn, queries: np.ndarray, entries: np.ndarray, chunk
     if q == 0 or n == 0:
         return out
     per_call = chunk // n
-    if q > 1 and per_call >= 2:  # small gallery: several queries per call, explicit pairs
+    if q > 1 and n < TILE_BELOW and per_call >= 2:  # tiny gallery: several queries per call, explicit pairs
         for first in range(0, q, per_call):
             group = queries[first:first + per_call]
             pairs = score(np.repeat(group, n, axis=0), np.tile(entries, (len(group), 1)))
