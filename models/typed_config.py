@@ -67,9 +67,9 @@ def check_fields(obj: Any, prefix: str, rules: Rules) -> None:
             raise FaceverifyError(f"invalid configuration: {prefix}{name} {value!r} {why}")
 
 
-def split_known(cls: type[T], data: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
-    """Plain data (a checkpoint's dictionary) as constructor arguments of `cls`, nested dataclasses built and
-    lists made tuples; and the keys `cls` does not know, dotted, with their values."""
+def from_plain(cls: type[T], data: Any, prefix: str = "") -> tuple[T, dict[str, Any]]:
+    """A configuration from plain data (a checkpoint's dictionary: lists for tuples, nested dictionaries), and
+    the dotted keys `cls` does not know, with their values, for the caller to judge."""
     if not isinstance(data, dict):
         raise FaceverifyError(
             f"checkpoint configuration unreadable ({prefix.rstrip('.') or 'configuration'} is "
@@ -82,24 +82,16 @@ def split_known(cls: type[T], data: Any, prefix: str = "") -> tuple[dict[str, An
         if hint is None:
             unknown[f"{prefix}{key}"] = value
         elif is_dataclass(hint):
-            values, extra = split_known(hint, value, f"{prefix}{key}.")
-            known[key] = build(hint, values, f"{prefix}{key}")
+            known[key], extra = from_plain(hint, value, f"{prefix}{key}.")
             unknown.update(extra)
         else:
             known[key] = tuple(value) if isinstance(value, list) else value
-    return known, unknown
-
-
-def build(cls: type[T], values: dict[str, Any], where: str = "") -> T:
-    """`cls(**values)`, a missing required field reported in one line."""
-    missing = [f.name for f in fields(cls) if f.name not in values and f.init and _required(f)]
+    missing = [f.name for f in fields(cls) if f.name not in known and f.default is MISSING
+               and f.default_factory is MISSING]
     if missing:
-        raise FaceverifyError(f"checkpoint configuration unreadable ({where or cls.__name__} lacks {', '.join(missing)})")
-    return cls(**values)
-
-
-def _required(f: Any) -> bool:
-    return f.default is MISSING and f.default_factory is MISSING
+        where = prefix.rstrip(".") or "configuration"
+        raise FaceverifyError(f"checkpoint configuration unreadable ({where} lacks {', '.join(missing)})")
+    return cls(**known), unknown
 
 
 def field_hint(cls: type, key: str) -> Any:
@@ -163,6 +155,18 @@ def with_overrides(obj: T, changes: Mapping[str, Any]) -> T:
     for head, sub in nested.items():
         direct[head] = with_overrides(getattr(obj, head), sub)
     return replace(obj, **direct)  # type: ignore[type-var]
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted fields two configurations of one class disagree on, as `key old -> new`."""
+    out = []
+    for name in hints(type(old)):
+        a, b = getattr(old, name), getattr(new, name)
+        if is_dataclass(a):
+            out += differences(a, b, f"{prefix}{name}.")
+        elif a != b:
+            out.append(f"{prefix}{name} {show(a)} -> {show(b)}")
+    return out
 
 
 def show(value: Any) -> str:

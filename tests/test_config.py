@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, replace
 from typing import Literal, get_args, get_origin
 
+import onnx
 import pytest
+from helpers import REPO
 from typer.testing import CliRunner
 
 from models import ModelConfig
@@ -14,6 +17,7 @@ from models.typed_config import hints, parse_overrides, with_overrides
 from train.__main__ import app
 from train.config import DEFAULT_PRESET, PRESET_ROWS, PRESETS, Protocol, TrainConfig, get_preset
 from train.objectives import OBJECTIVES
+from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
 
@@ -99,6 +103,14 @@ def test_every_preset_round_trips_through_a_checkpoint_dictionary(name: str) -> 
 
 def test_a_checkpoint_written_before_the_retired_fields_still_loads() -> None:
     assert TrainConfig.from_dict(OLD_FV_FLAT_50) == get_preset("fv-flat-50")
+
+
+def test_the_bundled_models_training_config_loads_as_the_default_preset() -> None:
+    bundled = onnx.load(str(REPO / "verify_cli" / "assets" / "faceverify.onnx"))
+    props = {p.key: p.value for p in bundled.metadata_props}
+    written = json.loads(props[modelmeta.K_TRAINING])  # by the export before the retired fields were dropped
+    assert {"input_size", "flip_average"} <= set(written["model"])
+    assert TrainConfig.from_dict(written) == get_preset("default")
 
 
 @pytest.mark.parametrize(("key", "value", "words"), [

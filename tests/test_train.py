@@ -133,7 +133,7 @@ def default_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     def loss(self: IdentityObjective, model, emb, rows):
         seen["batches"].append(self.identities.labels[rows])
         value = real_loss(self, model, emb, rows)
-        seen.setdefault("losses", []).append(float(value[0]))
+        seen.setdefault("losses", []).append(value[0].item())
         return value
 
     def calibrate(model, *args):

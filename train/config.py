@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 from models import ModelConfig
 from models.siamese import check_input
-from models.typed_config import Rules, build, check_fields, show, split_known, with_overrides
+from models.typed_config import Rules, check_fields, from_plain, show, with_overrides
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
 
@@ -76,8 +76,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         """Inverse of `as_dict`; an unknown key is an error, a retired one is accepted only at its bound value."""
-        values, unknown = split_known(cls, data)
-        cfg = build(cls, values)
+        cfg, unknown = from_plain(cls, data)
         for key, value in unknown.items():
             if key not in RETIRED:
                 raise FaceverifyError(

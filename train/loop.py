@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from models import SiameseNet, build_model
 from models.heads import CosineHead
+from models.typed_config import differences
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import Data, ImageBank, PairSet, augment, photometric
@@ -116,9 +117,11 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
     except FaceverifyError as exc:
         raise FaceverifyError(f"{path}: {exc.message}") from None
     if written_by != cfg:  # fields added later with defaults, and retired ones, still match
+        changed = [d for d in differences(written_by, cfg) if not d.startswith("description ")]
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise FaceverifyError(
-            f"{path}: was written by a different configuration (preset {saved['config'].get('preset')}, now "
-            f"{cfg.preset}); use another --run-dir (make train RUN=...) or remove the old run (make clean)"
+            f"{path}: was written by a different configuration ({shown}); use another --run-dir "
+            "(make train RUN=...) or remove the old run (make clean)"
         )
     try:
         st.model.load_state_dict(saved["model"])

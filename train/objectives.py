@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -22,31 +23,31 @@ from train.data import Data, Identities, PairSet, batches, identity_batches
 from train.losses import CosFace, in_batch_pair_loss
 
 
-class Objective:
+class Objective(ABC):
     """A training objective: its batches of rows, the images each batch needs, its loss, and its own state."""
 
     train_loss: ClassVar[str] = ""  # the training loss's name when it is not the validation pair BCE
 
     @classmethod
+    @abstractmethod
     def build(cls, cfg: TrainConfig, data: Data, device: torch.device) -> Objective:
         """The objective for a run, over the training data `make_data` built for its protocol."""
-        raise NotImplementedError
 
     def parameters(self) -> list[nn.Parameter]:
         """Trainable parameters beyond the network's (optimised with it)."""
         return []
 
+    @abstractmethod
     def batches(self, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
         """One epoch's batches of training rows drawn from `gen`, and their count when known ahead."""
-        raise NotImplementedError
 
+    @abstractmethod
     def images(self, rows: np.ndarray) -> np.ndarray:
         """The image bank rows a batch embeds, in the order `loss` expects its embeddings."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, model: SiameseNet, emb: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, float]:
         """The batch's loss (to minimise) and its accuracy at probability 0.5, from the embeddings of `images(rows)`."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs of this objective (checkpoint key "identity_loss")."""
