@@ -139,6 +139,14 @@ def test_policy_index_out_of_range_is_one_clear_error(index: int) -> None:
         choose(faces, index, "a.jpg")
 
 
+def test_policy_central_takes_the_face_nearest_the_centre() -> None:
+    faces = largest_first([_face(0, 0, 80), _face(90, 90, 20), _face(200, 0, 50)])
+    assert choose(faces, None, "a.jpg", centre=(100.0, 100.0)) == 2
+    assert choose(faces, 0, "a.jpg", centre=(100.0, 100.0)) == 0  # an explicit index wins
+    with pytest.raises(FaceverifyError, match="unknown face choice"):
+        FacePipeline(pick="first")
+
+
 def test_face_rescaled_maps_pixel_centres() -> None:
     face = Face((10, 20, 30, 40), 0.9, np.array([[0.0, 0.0]] * 5))
     bigger = face.rescaled(4, 4)
@@ -273,14 +281,16 @@ def test_several_faces_largest_by_default_another_by_index(
     big, small = load_image(lfw_images[2], "RGB"), load_image(lfw_images[3], "RGB")
     canvas = _smooth_noise(5, (900, 500))
     canvas = _place(big, np.array([[1.3, 0, 20.0], [0, 1.3, 60.0]]), canvas)
-    canvas = _place(small, np.array([[0.8, 0, 600.0], [0, 0.8, 150.0]]), canvas)
+    canvas = _place(small, np.array([[0.8, 0, 351.0], [0, 0.8, 150.0]]), canvas)  # face near the centre
     path = tmp_path / "two.jpg"
     canvas.save(path, quality=92)
     default = pipeline.align_file(path)
     assert default.faces_found >= 2 and default.used == 0
-    assert default.face.box[2] < 450  # the larger face is the one on the left
+    assert default.face.box[2] < 350  # the larger face is the one on the left
     other = pipeline.align_file(path, face_index=1)
-    assert other.face.box[0] > 550 and other.face.size < default.face.size
+    assert other.face.box[0] > 350 and other.face.size < default.face.size
+    central = FacePipeline(threads=1, pick="central").align_file(path)
+    assert central.used == 1 and central.face.box == other.face.box
     with pytest.raises(FaceverifyError, match=rf"^{path}: face index 9 out of range"):
         pipeline.align_file(path, face_index=9)
 

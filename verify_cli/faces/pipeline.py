@@ -23,6 +23,7 @@ from verify_cli.preprocess import load_image
 
 DETECT_SIDE = 640  # longest side of the image the detector sees
 DRAFT_FACTORS = (8, 4, 2, 1)
+PICKS = ("largest", "central")
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,12 +61,19 @@ def largest_first(faces: Sequence[Face]) -> list[Face]:
     return sorted(faces, key=lambda f: (-f.size, -f.score))
 
 
-def choose(faces: Sequence[Face], index: int | None, source: str) -> int:
-    """The face to use: `index` into the largest-first list, by default the largest; else one clear error."""
+def choose(
+    faces: Sequence[Face], index: int | None, source: str, centre: tuple[float, float] | None = None
+) -> int:
+    """The face to use: `index` into the largest-first list; by default the largest, or the face nearest
+    `centre` when one is given (LFW's rule: its images are centred on the person named); else one clear error.
+    """
     if not faces:
         raise FaceverifyError(f"{source}: no face found")
     if index is None:
-        return 0
+        if centre is None:
+            return 0
+        offsets = [np.hypot((f.box[0] + f.box[2]) / 2 - centre[0], (f.box[1] + f.box[3]) / 2 - centre[1]) for f in faces]
+        return int(np.argmin(offsets))
     if not 0 <= index < len(faces):
         raise FaceverifyError(
             f"{source}: face index {index} out of range: {len(faces)} face{'s' if len(faces) > 1 else ''} found "
@@ -89,7 +97,11 @@ def _header_size(path: Path) -> tuple[int, int] | None:
 
 
 class FacePipeline:
-    """Detector plus template: `find_faces` and `align_file` / `align_image`; thread-safe and shareable."""
+    """Detector plus template: `find_faces` and `align_file` / `align_image`; thread-safe and shareable.
+
+    `pick` is the default face: "largest" (photos) or "central" (the face nearest the image centre, as LFW's
+    images are made); an explicit face index overrides it.
+    """
 
     def __init__(
         self,
@@ -97,7 +109,11 @@ class FacePipeline:
         threads: int = 0,
         template: Template | None = None,
         detect_side: int = DETECT_SIDE,
+        pick: str = "largest",
     ) -> None:
+        if pick not in PICKS:
+            raise FaceverifyError(f"unknown face choice {pick!r}; choose {' or '.join(PICKS)}")
+        self.pick = pick
         self.detector = Detector(providers, threads)
         self.template = template or lfw_template()
         self.detect_side = detect_side
@@ -124,6 +140,10 @@ class FacePipeline:
         image = load_image(path, "RGB", reduce=reduce)
         return image, self._detect(image, float(reduce)), reduce
 
+    def _centre(self, size: tuple[int, int], reduce: int) -> tuple[float, float] | None:
+        """The full-resolution image centre when the default face is the central one, else None."""
+        return (size[0] * reduce / 2, size[1] * reduce / 2) if self.pick == "central" else None
+
     def _align(self, image: Image.Image, face: Face, reduce: int) -> Image.Image:
         """Warp a face (full-resolution coordinates) out of `image`, a photo shrunk `reduce` times."""
         points = (face.landmarks + 0.5) / reduce - 0.5
@@ -133,7 +153,7 @@ class FacePipeline:
         """Decode a photo, find its faces and align one (default: the largest); errors name the file."""
         path = Path(path)
         image, faces, reduce = self._load_and_detect(path)
-        used = choose(faces, face_index, str(path))
+        used = choose(faces, face_index, str(path), self._centre(image.size, reduce))
         face = faces[used]
         pixels_per_output = 1.0 / scale_of(similarity(face.landmarks, self.template.landmarks))
         if pixels_per_output < reduce:  # too few pixels at the detection scale: decode finer for a sharp face
@@ -145,5 +165,5 @@ class FacePipeline:
         """The same for a decoded image; `source` names it in errors."""
         image = image.convert("RGB")
         faces = self._detect(image, 1.0)
-        used = choose(faces, face_index, source)
+        used = choose(faces, face_index, source, self._centre(image.size, 1))
         return AlignedFace(self._align(image, faces[used], 1), tuple(faces), used)
