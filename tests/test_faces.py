@@ -298,3 +298,42 @@ def test_several_faces_largest_by_default_another_by_index(
 def test_detector_sessions_take_the_providers_given() -> None:
     detector = Detector(["CPUExecutionProvider"], threads=1)
     assert detector.providers == ["CPUExecutionProvider"]
+
+
+# --- build-time tools ---------------------------------------------------------------------------------------------------
+
+
+def test_template_measurement_on_a_few_devtrain_images_agrees_with_the_shipped_one(data_root: Path) -> None:
+    from export.template import devtrain_images, measure, template_json
+    from verify_cli.lfw import LFWRoot
+
+    lfw = LFWRoot.open(data_root)
+    paths = devtrain_images(lfw)
+    assert len(paths) == 9525 and not {p.split("/")[0] for p in paths} & set(lfw.people("test"))
+    points, boxes, missed, size = measure(lfw, paths[:24:3])
+    data = json.loads(template_json(points, boxes, size, paths[:24:3], missed))
+    assert data["size"] == [250, 250] and data["provenance"]["images"] == 8
+    measured = np.array([data["landmarks"][name] for name in ("left_eye", "right_eye", "nose")])
+    assert np.abs(measured - lfw_template().landmarks[:3]).max() < 8  # eight faces vary about the mean of 9,524
+
+
+def test_reframed_images_hold_the_face_where_the_manifest_says(
+    pipeline: FacePipeline, data_root: Path, tmp_path: Path
+) -> None:
+    from bench.reframe import Reframe, reframe
+
+    assert reframe(data_root, tmp_path, Reframe(), limit=3, workers=1) == 3
+    manifest = json.loads((tmp_path / "reframe.json").read_text())
+    assert (tmp_path / "lfw-py" / "pairsDevTest.txt").read_bytes() == (
+        data_root / "lfw-py" / "pairsDevTest.txt").read_bytes()
+    for rel, matrix in manifest["images"].items():
+        placed = np.array(matrix).reshape(2, 3)
+        photo = tmp_path / "lfw-py" / "lfw-deepfunneled" / rel
+        assert Image.open(photo).size == (640, 480)
+        width_share = scale_of(placed) * (manifest["face_box_in_lfw_frame"][2] - manifest["face_box_in_lfw_frame"][0])
+        assert 0.15 * 640 - 1 <= width_share <= 0.60 * 640 + 1
+        assert abs(math.degrees(math.atan2(placed[1, 0], placed[0, 0]))) <= 25.001
+        original = pipeline.align_file(data_root / "lfw-py" / "lfw-deepfunneled" / rel).face
+        found = pipeline.align_file(photo).face
+        eyes = scale_of(placed) * np.linalg.norm(original.landmarks[1] - original.landmarks[0])
+        assert np.linalg.norm(found.landmarks - apply(placed, original.landmarks), axis=1).mean() < 0.1 * eyes
