@@ -16,16 +16,24 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from verify_cli import runtime
+from verify_cli.faces.pipeline import FacePipeline
 from verify_cli.lfw import parse_pairs
-from verify_cli.preprocess import load_input
+from verify_cli.preprocess import load_input, normalize, prepare
 
 
-def independent_scores(model_path: Path, pairs: list[tuple[Path, Path]]) -> np.ndarray:
-    """Probabilities computed without the CLI: each image preprocessed and embedded on its own."""
+def independent_scores(model_path: Path, pairs: list[tuple[Path, Path]], detect: bool = True) -> np.ndarray:
+    """Probabilities computed without the CLI's plumbing: each image's face found and aligned (or, without
+    `detect`, the fixed centre crop), preprocessed and embedded on its own."""
     model = runtime.Model(model_path, provider="cpu")
     spec = model.info.preprocess
-    left = np.concatenate([model.embed(load_input(a, spec)[None]) for a, _ in pairs])
-    right = np.concatenate([model.embed(load_input(b, spec)[None]) for _, b in pairs])
+    faces = FacePipeline() if detect else None
+
+    def one(path: Path) -> np.ndarray:
+        array = load_input(path, spec) if faces is None else normalize(prepare(faces.align_file(path).image, spec), spec)
+        return model.embed(array[None])
+
+    left = np.concatenate([one(a) for a, _ in pairs])
+    right = np.concatenate([one(b) for _, b in pairs])
     return model.score(left, right).astype(np.float64)
 
 

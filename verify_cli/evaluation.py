@@ -16,7 +16,7 @@ from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot, Pair, person_of
 from verify_cli.plots import Example
 from verify_cli.runtime import Model
-from verify_cli.scoring import Embedded, embed_paths, index_pairs, score_pairs
+from verify_cli.scoring import Embedded, FaceReader, embed_paths, index_pairs, score_pairs
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Evaluation:
     embedded: Embedded
     provider: str
     model_path: Path
+    summary_faces: dict[str, Any]  # how faces were read: mode, pick, images, several
 
     def outcomes(self) -> list[str]:
         """TP / FP / TN / FN for every pair."""
@@ -74,10 +75,21 @@ def plan(lfw: LFWRoot, pairs_path: Path, pairs: list[Pair]) -> Plan:
     return Plan(pairs_path, pairs, images, left, right)
 
 
+def faces_summary(reader: FaceReader, records: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """How faces were read for an evaluation: the mode, the rule that picked a face, and the multi-face count."""
+    if reader.pipeline is None:
+        return {"mode": "fixed-crop", "pick": None, "images": len(records), "several": None}
+    pick = f"face {reader.face}" if reader.face is not None else reader.pipeline.pick
+    several = sum(1 for r in records if r is not None and r["faces_found"] > 1)
+    return {"mode": "detect-align", "pick": pick, "images": len(records), "several": several}
+
+
 def evaluate(model: Model, lfw: LFWRoot, planned: Plan, threshold: float, threshold_source: str,
-             batch_size: int = 64, workers: int = 0, progress: Callable[[int], None] | None = None) -> Evaluation:
+             batch_size: int = 64, workers: int = 0, progress: Callable[[int], None] | None = None,
+             reader: FaceReader | None = None) -> Evaluation:
     """Embed, score and measure: accuracy at the fixed threshold, threshold-free figures, View 2 folds."""
-    embedded = embed_paths(model, [lfw.image(k) for k in planned.images], batch_size, workers, progress)
+    reader = reader or FaceReader(model.info.preprocess)
+    embedded = embed_paths(model, [lfw.image(k) for k in planned.images], batch_size, workers, progress, reader)
     scores = score_pairs(model, embedded.embeddings, planned.left, planned.right)
     labels = np.array([p.same for p in planned.pairs], bool)
     folds = np.array([p.fold for p in planned.pairs], np.int64)
@@ -87,7 +99,7 @@ def evaluate(model: Model, lfw: LFWRoot, planned: Plan, threshold: float, thresh
         counts = {int(f): int(np.sum(folds == f)) for f in np.unique(folds)}
         kfold = KFold(results, counts, mean, stderr)
     return Evaluation(planned, scores, labels, threshold, threshold_source, metrics.report(scores, labels, threshold),
-                      kfold, embedded, model.provider, model.path)
+                      kfold, embedded, model.provider, model.path, faces_summary(reader, embedded.faces))
 
 
 def summary(ev: Evaluation) -> dict[str, Any]:
@@ -100,6 +112,7 @@ def summary(ev: Evaluation) -> dict[str, Any]:
         "threshold_source": ev.threshold_source,
         "metrics": ev.report.as_dict(),
         "images": len(ev.plan.images),
+        "faces": ev.summary_faces,
         "timing": {"decode_s": ev.embedded.decode_s, "model_s": ev.embedded.model_s, "wall_s": ev.embedded.wall_s,
                    "images_per_s": ev.embedded.images_per_s},
         "folds": None,

@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from verify_cli import metrics
-from verify_cli.preprocess import Preprocess
-from verify_cli.scoring import face_pixels
+from verify_cli.scoring import FaceReader
 
 SCALE = 2  # draw at twice the size, then downsample: smooth lines without an anti-aliasing renderer
 INK, GRID, MUTED = (33, 37, 41), (222, 226, 230), (134, 142, 150)
@@ -116,8 +115,8 @@ def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: i
     return text + "…"
 
 
-def examples_png(rows: dict[str, Sequence[Example]], threshold: float, spec: Preprocess, title: str) -> bytes:
-    """A grid of example pairs per outcome (TP, FP, TN, FN) showing the images exactly as the model saw them."""
+def examples_png(rows: dict[str, Sequence[Example]], threshold: float, reader: FaceReader, title: str) -> bytes:
+    """A grid of example pairs per outcome (TP, FP, TN, FN) showing the faces exactly as the model saw them."""
     s = SCALE
     tile = 112 * s
     gap, pair_gap, label_w, caption_h, head_h = 4 * s, 22 * s, 190 * s, 40 * s, 48 * s
@@ -142,7 +141,7 @@ def examples_png(rows: dict[str, Sequence[Example]], threshold: float, spec: Pre
         for c, ex in enumerate(examples):
             x = label_w + c * (pair_w + pair_gap)
             for k, (path, caption) in enumerate(((ex.left, ex.left_caption), (ex.right, ex.right_caption))):
-                pixels = face_pixels(path, spec)
+                pixels, _ = reader.pixels(path)
                 face = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
                 face = face.convert("RGB").resize((tile, tile), Image.Resampling.BICUBIC)
                 tx = x + k * (tile + gap)

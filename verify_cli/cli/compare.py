@@ -11,10 +11,13 @@ import typer
 from verify_cli.cli import render
 from verify_cli.cli.options import (
     ModelOption,
+    NoDetectOption,
     Provider,
     ProviderOption,
+    SaveCropsOption,
     ThresholdOption,
     check_outputs,
+    face_reader,
     load_model,
     resolve_threshold,
 )
@@ -22,6 +25,8 @@ from verify_cli.errors import EXIT_DIFFERENT, EXIT_SAME, FaceverifyError, requir
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from verify_cli.scoring import FaceReader
 
 
 def compare(
@@ -40,25 +45,38 @@ def compare(
     threshold: ThresholdOption = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object (with --pairs-file: one JSON object per line, per pair).")] = False,
+    no_detect: NoDetectOption = False,
+    face: Annotated[list[str] | None, typer.Option(
+        "--face", metavar="largest|central|N",
+        help="Which face to use when a photo holds several: the largest (default), the one nearest the image "
+             "centre, or N, an index into the faces ordered largest first (0 is the largest). Given once it "
+             "applies to both photos; given twice, the first is for A and the second for B.")] = None,
+    save_crops: SaveCropsOption = None,
     model: ModelOption = None,
     provider: ProviderOption = Provider.auto,
 ) -> None:
-    """Compare two face images: probability of 'same person', decision, threshold and provider.
+    """Compare two face photos: probability of 'same person', decision, threshold and provider.
 
-    Exit code 0 when the model says same person, 1 when different, 2 on any error.
+    Each photo's face is found and aligned first (the output says how many faces and which one was used).
+
+    Exit code 0 when the model says same person, 1 when different, 2 on any error (a photo with no face too).
 
     With --pairs-file: 0 only when every pair is the same person.
     """
+    faces = face or ["largest"]
+    if len(faces) > 2 or (len(faces) == 2 and pairs_file is not None):
+        raise FaceverifyError("--face is given once, or twice for A and B")
+    options = (no_detect, faces, save_crops)
     if pairs_file is not None:
         if image_a is not None or image_b is not None:
             raise FaceverifyError("give either two images A B or --pairs-file LIST, not both")
-        code = compare_many(pairs_file, out, threshold, as_json, model, provider)
+        code = compare_many(pairs_file, out, threshold, as_json, model, provider, options)
     else:
         if image_a is None or image_b is None:
             raise FaceverifyError("compare needs two images (faceverify compare A B) or --pairs-file LIST")
         if out is not None:
             raise FaceverifyError("--out goes with --pairs-file; for one pair the result is printed")
-        code = compare_two(image_a, image_b, threshold, as_json, model, provider)
+        code = compare_two(image_a, image_b, threshold, as_json, model, provider, options)
     if code != EXIT_SAME:
         raise typer.Exit(code)
 
@@ -67,20 +85,32 @@ def _decision(p: float, t: float) -> str:
     return "same" if p >= t else "different"
 
 
+def _face_text(record: dict | None) -> str:
+    """What detection did for one image, for the human output."""
+    if record is None:
+        return "[dim]fixed centre crop (--no-detect)[/]"
+    x0, y0, x1, y1 = record["box"]
+    found = record["faces_found"]
+    return (f"{found} face{'s' if found != 1 else ''} found, used #{record['face_used']} "
+            f"at ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}), confidence {record['confidence']:.3f}")
+
+
 def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: bool,
-                model_path: Path | None, provider: Provider) -> int:
+                model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None]) -> int:
     """Score one pair and print the result; returns the exit code (0 same, 1 different)."""
     import numpy as np
-
-    from verify_cli.scoring import face_input
 
     started = time.perf_counter()
     model = load_model(model_path, provider)
     t, source = resolve_threshold(threshold, model)
+    no_detect, faces_wanted, crops = options
+    readers: list[FaceReader] = [face_reader(model, no_detect, wanted, crops) for wanted in faces_wanted]
     tick = time.perf_counter()
-    arrays = [face_input(image_a, model.info.preprocess)]
-    if image_b != image_a:
-        arrays.append(face_input(image_b, model.info.preprocess))
+    read = [readers[0].input(image_a)]
+    if image_b != image_a or len(readers) == 2:
+        read.append(readers[-1].input(image_b))
+    arrays = [array for array, _ in read]
+    faces = [record for _, record in read]
     decode_s = time.perf_counter() - tick
     tick = time.perf_counter()
     emb = model.embed(np.stack(arrays))
@@ -90,20 +120,23 @@ def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: 
     if as_json:
         print(json.dumps({"left": str(image_a), "right": str(image_b), "probability": p, "same": bool(same),
                           "decision": _decision(p, t), "threshold": t, "threshold_source": source,
-                          "provider": model.provider, "model": str(model.path)}))
+                          "provider": model.provider, "model": str(model.path),
+                          "faces": {"left": faces[0], "right": faces[-1]}}))
     else:
         out = render.console()
         render.header(out, model, model_path is not None)
         digits = render.decimals(p, t)
         rows = [
             ("A", render.esc(image_a)),
+            ("", _face_text(faces[0])),
             ("B", render.esc(image_b)),
+            ("", _face_text(faces[-1])),
             ("probability", f"[bold]{p:.{digits}f}[/] of same person"),
             ("threshold", f"{t:.{digits}f} ({'stored in the model' if source == 'model' else '--threshold'})"),
             ("decision", "[bold green]same person[/]" if same else "[bold yellow]different people[/]"),
             ("provider", f"[magenta]{model.provider}[/]"),
             ("time", (f"{render.seconds(time.perf_counter() - started)} "
-                      f"(decode {render.seconds(decode_s)}, model {render.seconds(model_s)})")),
+                      f"(faces {render.seconds(decode_s)}, model {render.seconds(model_s)})")),
         ]
         for label, value in rows:
             out.print(f"[dim]{label:>11}[/]  {value}")
@@ -111,7 +144,7 @@ def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: 
 
 
 def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_json: bool,
-                 model_path: Path | None, provider: Provider) -> int:
+                 model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None]) -> int:
     """Score every pair of a list (each distinct image embedded once); returns 0 if all same, else 1."""
     from verify_cli.outputs import write_atomic
     from verify_cli.pairlist import read_path_pairs
@@ -132,14 +165,18 @@ def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_
             raise FaceverifyError(f"{name}:{first_seen[key]}: {exc.message}") from None
     model = load_model(model_path, provider)
     t, source = resolve_threshold(threshold, model)
+    no_detect, faces_wanted, crops = options
+    reader = face_reader(model, no_detect, faces_wanted[0], crops)
     with render.Progress(len(keys), "embedding") as advance:
-        embedded = embed_paths(model, [Path(k) for k in keys], progress=advance)
+        embedded = embed_paths(model, [Path(k) for k in keys], progress=advance, reader=reader)
     scores = score_pairs(model, embedded.embeddings, left, right)
 
     if as_json:
+        face_of = dict(zip(keys, embedded.faces))
         text = "".join(json.dumps({"left": a, "right": b, "probability": float(p), "same": bool(p >= t),
                                    "decision": _decision(p, t), "threshold": t, "threshold_source": source,
-                                   "provider": model.provider}) + "\n"
+                                   "provider": model.provider,
+                                   "faces": {"left": face_of[a], "right": face_of[b]}}) + "\n"
                        for (a, b), p in zip(listing.pairs, scores))
     else:
         delimiter = listing.delimiter

@@ -1,6 +1,7 @@
 """`faceverify evaluate`: score an LFW pairs file and end with the results table (and one row per View 2 fold)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -8,11 +9,15 @@ import typer
 
 from verify_cli.cli import render
 from verify_cli.cli.options import (
+    FaceOption,
     ModelOption,
+    NoDetectOption,
     Provider,
     ProviderOption,
+    SaveCropsOption,
     ThresholdOption,
     check_outputs,
+    face_reader,
     load_model,
     resolve_threshold,
 )
@@ -49,12 +54,15 @@ def evaluate(
                                             help="Images per model call.")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64,
                                          help="Decoding threads (0: one per core, at most 8).")] = 0,
+    no_detect: NoDetectOption = False,
+    face: FaceOption = "largest",
+    save_crops: SaveCropsOption = None,
     model: ModelOption = None,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Score an LFW pairs file: accuracy at the model's threshold, ROC AUC, EER, TAR at FAR, confusion counts.
 
-    Each distinct image is embedded once.
+    Each distinct image is embedded once, its face found and aligned first (--no-detect: LFW-style crops).
 
     A ten-fold (View 2) file also gets per-fold accuracy, each threshold chosen on the other nine folds.
     """
@@ -68,14 +76,15 @@ def evaluate(
     planned = evaluation.plan(lfw, pairs_path, lfw.pairs(pairs))
     the_model = load_model(model, provider)
     t, source = resolve_threshold(threshold, the_model)
+    reader = face_reader(the_model, no_detect, face, save_crops)
     explicit = model is not None
     if not as_json:
         out = render.console()
         render.header(out, the_model, explicit)
         out.print(f"[dim]pairs[/] {render.esc(pairs_path)}{render.SEP}{len(planned.pairs)} pairs, "
-                  f"{len(planned.images)} distinct images")
+                  f"{len(planned.images)} distinct images{render.SEP}faces {reader.description}")
     with render.Progress(len(planned.images), "embedding") as advance:
-        ev = evaluation.evaluate(the_model, lfw, planned, t, source, batch_size, workers, advance)
+        ev = evaluation.evaluate(the_model, lfw, planned, t, source, batch_size, workers, advance, reader)
 
     files: dict[Path, bytes] = {}
     if scores_out is not None:
@@ -90,7 +99,7 @@ def evaluate(
 
         chosen = evaluation.examples(ev, lfw, pick_examples(ev.scores, ev.labels, t, EXAMPLES_PER_KIND))
         title = f"{pairs_path.name}: most confident pairs of each outcome ({the_model.path.name})"
-        files[examples_out] = examples_png(chosen, t, the_model.info.preprocess, title)
+        files[examples_out] = examples_png(chosen, t, replace(reader, crops=None), title)
     summary = evaluation.summary(ev)
     if json_out is not None:
         files[json_out] = (json.dumps(summary, indent=2) + "\n").encode()
@@ -109,6 +118,14 @@ def _tar_row(value: float | None, far: float, different: int) -> tuple[str, str]
     if value is None:
         return "n/a", f"needs ≥ {different_pairs_needed(far):,} different-person pairs (has {different:,})"
     return f"{value:.4f}", f"false accepts ≤ {far * 100:g}%"
+
+
+def _faces_row(ev: "Evaluation") -> tuple[str, str]:
+    """The faces row: how faces were read, and how many images held more than one."""
+    faces = ev.summary_faces
+    if faces["mode"] == "fixed-crop":
+        return "fixed crop", "--no-detect: the images are taken as LFW-style crops"
+    return "detected", f"{faces['several']:,} of {faces['images']:,} images hold several faces; {faces['pick']} used"
 
 
 def print_evaluation(out: "Console", ev: "Evaluation", written: list[Path]) -> None:
@@ -134,9 +151,10 @@ def print_evaluation(out: "Console", ev: "Evaluation", written: list[Path]) -> N
                       *_tar_row(getattr(report, name), far, report.pairs - same))
     table.add_row("TP / FP / TN / FN", f"{report.tp} / {report.fp} / {report.tn} / {report.fn}",
                   f"at threshold {t:.4f}")
+    table.add_row("faces", *_faces_row(ev))
     table.add_row("images / s", f"{embedded.images_per_s:,.0f}",
                   f"{len(ev.plan.images):,} images, {embedded.wall_s:.2f} s "
-                  f"(decode {embedded.decode_s:.2f}, model {embedded.model_s:.2f})")
+                  f"(faces {embedded.decode_s:.2f}, model {embedded.model_s:.2f})")
     table.add_row("provider", f"[magenta]{ev.provider}[/]", "")
     out.print(table)
 

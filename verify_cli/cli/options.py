@@ -13,6 +13,7 @@ from verify_cli.errors import FaceverifyError
 
 if TYPE_CHECKING:
     from verify_cli.runtime import Model
+    from verify_cli.scoring import FaceReader
 
 
 class Provider(str, enum.Enum):
@@ -38,6 +39,48 @@ ThresholdOption = Annotated[
     typer.Option("--threshold", "-t", show_default=False,
                  help="Decide 'same' when probability >= this \\[default: the threshold stored in the model]."),
 ]
+
+
+NoDetectOption = Annotated[
+    bool,
+    typer.Option("--no-detect", help="The images are already face crops in LFW's frame (like LFW's deep-funneled "
+                                     "images): skip face detection and alignment, take the fixed centre crop."),
+]
+FaceOption = Annotated[
+    str,
+    typer.Option("--face", metavar="largest|central|N",
+                 help="Which face to use when a photo holds several: the largest, the one nearest the image "
+                      "centre, or N, an index into the faces ordered largest first (0 is the largest)."),
+]
+SaveCropsOption = Annotated[
+    Path | None,
+    typer.Option("--save-crops", metavar="DIR", show_default=False,
+                 help="Write each face exactly as the model saw it (found, aligned, cropped, resized) to DIR as PNG."),
+]
+
+
+def face_reader(model: Model, no_detect: bool, face: str, crops: Path | None) -> FaceReader:
+    """How this command reads faces: detection and alignment (default) or the fixed crop, with the face chosen."""
+    from verify_cli.scoring import FaceReader
+
+    if crops is not None and crops.exists() and not crops.is_dir():
+        raise FaceverifyError(f"{crops}: --save-crops names a folder, and this is a file")
+    if no_detect:
+        if face != "largest":
+            raise FaceverifyError("--face chooses among detected faces; it does not go with --no-detect")
+        return FaceReader(model.info.preprocess, crops=crops)
+    from verify_cli.faces.pipeline import PICKS, FacePipeline
+
+    index = None
+    if face not in PICKS:
+        try:
+            index = int(face)
+        except ValueError:
+            raise FaceverifyError(f"--face must be largest, central or a face index, got {face!r}") from None
+        if index < 0:
+            raise FaceverifyError(f"--face index must be 0 or more, got {index}")
+    pipeline = FacePipeline(model.session.get_providers(), threads=1, pick=face if index is None else "largest")
+    return FaceReader(model.info.preprocess, pipeline, index, crops)
 
 
 def load_model(model: Path | None, provider: Provider) -> Model:
