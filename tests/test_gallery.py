@@ -16,6 +16,7 @@ import pytest
 from verify_cli.errors import FaceverifyError
 from verify_cli.gallery import (
     INDEX_NAME,
+    Embeddings,
     Gallery,
     ScoreFn,
     default_index_path,
@@ -26,6 +27,7 @@ from verify_cli.gallery import (
     scan,
     score_matrix,
 )
+from verify_cli.gallery.index import SKIPPED_LISTED
 from verify_cli.gallery.layout import Photo
 from verify_cli.gallery.search import top_k
 from verify_cli.runtime import Model
@@ -148,7 +150,9 @@ def assert_private_and_alone(index: Path) -> None:
 
 
 def expected(root: Path) -> dict[str, np.ndarray]:
-    return {p.path: vector((root / p.path).read_bytes()) for p in scan(root)}
+    """Each usable photo's embedding (a file starting b"noface" has none: see FaceOnly)."""
+    data = {p.path: (root / p.path).read_bytes() for p in scan(root)}
+    return {path: vector(raw) for path, raw in data.items() if not raw.startswith(b"noface")}
 
 
 def assert_embeddings(g: Gallery) -> None:
@@ -172,7 +176,7 @@ def test_index_created_then_reused_without_embedding(gallery: Path, umask_zero: 
     embed = FakeEmbed()
     g, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)
     assert (status.action, status.photos, status.people, status.embedded) == ("created", 5, 3, 5)
-    assert status.warning is None and status.describe() == "index created: 5 photo(s) of 3 people"
+    assert status.warning is None and status.describe() == "index created: 5 photos of 3 people, 5 embedded"
     assert g.people == ("alice", "bob", "carol") and g.owner.tolist() == [0, 0, 0, 1, 2]
     assert_embeddings(g)
     index = default_index_path(gallery)
@@ -180,6 +184,7 @@ def test_index_created_then_reused_without_embedding(gallery: Path, umask_zero: 
     before = index.stat().st_mtime_ns
     g2, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)
     assert (status.action, status.embedded, len(embed.calls)) == ("reused", 0, 1)
+    assert status.describe() == "index reused: 5 photos of 3 people, nothing embedded"
     assert index.stat().st_mtime_ns == before  # not rewritten
     np.testing.assert_array_equal(g2.embeddings, g.embeddings)
 
@@ -192,7 +197,7 @@ def test_index_updated_for_added_removed_and_touched_photos(gallery: Path, umask
     g, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)
     assert (status.action, status.added, status.removed, status.changed) == ("updated", 2, 0, 0)
     assert sorted(embed.names()) == ["b2.jpg", "dave.png"] and g.people[-1] == "dave"
-    assert status.describe() == "index updated (+2 new, -0 removed): 7 photo(s) of 4 people"
+    assert status.describe() == "index updated (+2, -0): 7 photos of 4 people, 2 embedded"
     assert_embeddings(g)
 
     (gallery / "alice" / "a2.png").unlink()
@@ -234,7 +239,7 @@ def test_index_rebuilt_whole_when_model_or_pipeline_changes(model_id: str, pipel
     g, status = load_gallery(gallery, embed, model_id, pipeline)
     assert (status.action, status.reason, status.embedded, status.warning) == ("rebuilt", reason, 6, None)
     assert sorted(embed.names()) == sorted(Path(p.path).name for p in g.photos)
-    assert status.describe() == f"index rebuilt ({reason}): 6 photo(s) of 4 people"
+    assert status.describe() == f"index rebuilt ({reason}): 6 photos of 4 people, 6 embedded"
     header = read_header(default_index_path(gallery))
     assert (header["model"], header["pipeline"]) == (model_id, pipeline)
     assert load_gallery(gallery, embed, model_id, pipeline)[1].action == "reused"
@@ -467,3 +472,76 @@ def test_search_bench_smoke() -> None:
     assert len(row) == len(section.header) and row[0] == "300"
     held, on_disk = float(row[5].replace(",", "")), float(row[6].replace(",", ""))
     assert held >= 128 * 4 and on_disk >= 128 * 4  # at least the float32 embedding itself, per entry
+
+
+# ------------------------------------------------------------------------------------------------ photos left out
+
+class FaceOnly(FakeEmbed):
+    """An embed callable that cannot use a file starting with b"noface" (as a photo with no face found)."""
+
+    def __call__(self, paths: list[Path]) -> Embeddings:
+        vectors = super().__call__(paths)
+        skipped = {i: "no face found" for i, p in enumerate(paths) if p.read_bytes().startswith(b"noface")}
+        vectors[list(skipped)] = np.nan  # what a skipped row holds does not matter
+        return Embeddings(vectors, skipped)
+
+
+def test_a_photo_without_a_face_is_left_out_remembered_and_retried_when_it_changes(gallery: Path) -> None:
+    write(gallery / "dave.jpg", "noface: a landscape")
+    write(gallery / "bob" / "b2.jpg", "noface: the back of bob's head")
+    embed = FaceOnly()
+    g, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)
+    assert (status.action, status.photos, status.people, status.embedded) == ("created", 5, 3, 7)
+    assert g.people == ("alice", "bob", "carol") and "dave.jpg" not in [p.path for p in g.photos]
+    assert_embeddings(g)
+    assert status.skipped == ((str(gallery / "bob" / "b2.jpg"), "no face found"),
+                              (str(gallery / "dave.jpg"), "no face found"))
+    assert status.describe() == "index created: 5 photos of 3 people, 7 embedded, 2 photos left out (no usable face)"
+    assert status.skipped_warning == (f"2 gallery photos left out, no usable face: {gallery / 'bob' / 'b2.jpg'} "
+                                      f"(no face found), {gallery / 'dave.jpg'} (no face found)")
+    assert read_header(default_index_path(gallery))["skipped"][1][0::3] == ["dave.jpg", "no face found"]
+
+    g, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)  # remembered: not tried again
+    assert (status.action, status.embedded, len(status.skipped), len(embed.calls)) == ("reused", 0, 2, 1)
+    assert_embeddings(g)
+
+    write(gallery / "dave.jpg", "dave, facing the camera")  # the file changed: tried again, and now used
+    g, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)
+    assert (status.action, status.changed, status.embedded, embed.names()) == ("updated", 1, 1, ["dave.jpg"])
+    assert g.people[-1] == "dave" and len(status.skipped) == 1
+    (gallery / "bob" / "b2.jpg").unlink()  # removing a left-out photo updates the index, embedding nothing
+    g, status = load_gallery(gallery, embed, MODEL_ID, PIPELINE)
+    assert (status.action, status.removed, status.embedded, status.skipped) == ("updated", 1, 0, ())
+    assert status.skipped_warning is None
+    assert_embeddings(g)
+
+
+def test_a_gallery_without_any_usable_face_is_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    write(root / "alice.jpg", "noface one")
+    write(root / "bob" / "b.jpg", "noface two")
+    with pytest.raises(FaceverifyError, match=r"no gallery photo has a usable face \(2 gallery photos left out") as caught:
+        load_gallery(root, FaceOnly(), MODEL_ID, PIPELINE)
+    assert "\n" not in caught.value.message
+    embed = FaceOnly()
+    with pytest.raises(FaceverifyError, match="no gallery photo has a usable face"):  # remembered, still an error
+        load_gallery(root, embed, MODEL_ID, PIPELINE)
+    assert embed.calls == []
+
+
+def test_the_warning_names_the_first_photos_and_counts_the_rest(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    write(root / "alice.jpg", "alice")
+    for i in range(SKIPPED_LISTED + 3):
+        write(root / f"p{i:02d}.jpg", f"noface {i}")
+    status = load_gallery(root, FaceOnly(), MODEL_ID, PIPELINE)[1]
+    assert status.skipped_warning is not None and status.skipped_warning.endswith(", and 3 more")
+    assert status.skipped_warning.count("(no face found)") == SKIPPED_LISTED
+
+
+def test_the_rebuild_reason_names_the_settings_that_changed(gallery: Path) -> None:
+    old = json.dumps({"faces": {"mode": "detect-align", "choice": "largest"}, "preprocess": {"size": 105}})
+    new = json.dumps({"faces": {"mode": "detect-align", "choice": "central"}, "preprocess": {"size": 105}})
+    load_gallery(gallery, FakeEmbed(), MODEL_ID, old)
+    status = load_gallery(gallery, FakeEmbed(), MODEL_ID, new)[1]
+    assert status.reason == "the face-pipeline settings changed: faces.choice"
