@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_one_error_line, invoke
 
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot, person_of
 from verify_cli.nway import (
+    DEFAULT_TRIALS,
     DEFAULT_WAYS,
     EmbedFn,
     Trials,
@@ -184,3 +187,71 @@ def test_evaluate_nway_with_the_bundled_model_beats_chance(data_root: Path) -> N
                            ways=(2, 5), trials=40, seed=0)
     for result in report.results:
         assert result.interval[0] > result.chance, result
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+def trial_pairs(data_root: Path, path: Path, trials: int, seed: int) -> Path:
+    """A View 1 pairs file made of the first trials' images (query-positive matched, query-distractor not), so the
+    N-way run finds some of its images already embedded by the pairs evaluation and must embed the rest."""
+    drawn = make_trials(pool(LFWRoot.open(data_root).people("test")), 5, trials, seed)
+    image = np.array(drawn.images)
+
+    def fields(rel: str) -> tuple[str, str]:
+        return person_of(rel), str(int(rel[-8:-4]))
+
+    matched = [(*fields(image[drawn.query[t]]), fields(image[drawn.candidates[t, 0]])[1]) for t in range(3)]
+    mismatched = [(*fields(image[drawn.query[t]]), *fields(image[drawn.candidates[t, 1]])) for t in range(3, 6)]
+    path.write_text("3\n" + "".join("\t".join(row) + "\n" for row in matched + mismatched))
+    return path
+
+
+def test_evaluate_n_way_adds_the_table_and_json_with_shared_embeddings(data_root: Path, tmp_path: Path) -> None:
+    pairs = trial_pairs(data_root, tmp_path / "pairs.txt", 50, 0)
+    common = ("evaluate", "--data-root", data_root, "--pairs", pairs, "--n-way", "5", "--n-way", "2", "--trials", "50",
+              "--no-detect", "--provider", "cpu")
+    result = invoke(*common, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["metrics"]["pairs"] == 6  # the pairs evaluation is still there
+    n_way = summary["n_way"]
+    assert [list(r) for r in n_way] == [["ways", "accuracy", "ci_low", "ci_high", "trials"]] * 2
+    assert [(r["ways"], r["trials"]) for r in n_way] == [(2, 50), (5, 50)]
+    for r in n_way:
+        assert 0 <= r["ci_low"] < r["accuracy"] < r["ci_high"] <= 1
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(r["accuracy"] * 50, 50))
+    model = Model(provider="cpu")  # embedding every image afresh gives the same figures
+    alone = evaluate_nway(LFWRoot.open(data_root), lambda paths: embed_paths(model, paths).embeddings, model.score,
+                          (2, 5), 50, 0)
+    assert len(n_way) == 2 and all(got == pytest.approx(want) for got, want in zip(n_way, alone.as_json()))
+
+    table = invoke(*common)
+    assert table.exit_code == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if line.startswith("│") and "│ 0." in line]
+    assert "N-way one-shot" in table.stdout and "chance" in table.stdout and "95% CI" in table.stdout
+    assert [row.split("│")[1].strip() for row in rows] == ["2", "5"]
+    assert f"{n_way[1]['accuracy']:.4f}" in rows[1] and "0.2000" in rows[1]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--trials", "10"), "--trials and --seed go with --n-way"),
+    (("--n-way", "1"), "N = 1 is out of range"),
+    (("--n-way", "5000"), "N = 5000 is out of range"),
+    (("--n-way", "2", "--trials", "0"), "--trials"),
+])
+def test_evaluate_n_way_bad_requests_are_one_line(args: tuple[str, ...], words: str, data_root: Path) -> None:
+    assert_one_error_line(invoke("evaluate", "--data-root", data_root, "--no-detect", *args), words)
+
+
+def test_evaluate_n_way_needs_the_devtest_people_file(data_root: Path, tmp_path: Path) -> None:
+    base = tmp_path / "lfw-py"
+    base.mkdir()
+    (base / "lfw-deepfunneled").symlink_to(data_root / "lfw-py" / "lfw-deepfunneled")
+    pairs = trial_pairs(data_root, tmp_path / "pairs.txt", 10, 0)
+    result = invoke("evaluate", "--data-root", tmp_path, "--pairs", pairs, "--n-way", "2", "--no-detect")
+    assert_one_error_line(result, f"{base / 'peopleDevTest.txt'}: no such file; --n-way draws its trials")
+
+
+def test_evaluate_help_states_the_n_way_defaults() -> None:
+    text = " ".join(invoke("evaluate", "--help").stdout.replace("│", " ").split())  # the help box's wrapped lines
+    assert f"trials per N [default: {DEFAULT_TRIALS:,}]" in text and "--n-way" in text

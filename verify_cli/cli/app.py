@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from verify_cli import __version__
 from verify_cli.cli.compare import compare
 from verify_cli.cli.evaluate import evaluate
+from verify_cli.cli.identify import identify
 from verify_cli.cli.info import info
 from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
 
@@ -77,14 +78,15 @@ app = typer.Typer(
     cls=Boundary,
     name="faceverify",
     help="Say whether two face photos show the same person (Siamese CNN trained on LFW, run by ONNX Runtime).",
-    epilog="Exit codes: 0 same person, 1 different people (compare), 2 any error, 130 interrupted.",
+    epilog="Exit codes: 0 same person (compare) or every query matched (identify), 1 different people (compare) or "
+           "a query unknown (identify), 2 any error, 130 interrupted.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (compare, evaluate, info):
+for command in (compare, identify, evaluate, info):
     app.command()(command)
 
 

@@ -21,12 +21,17 @@ from verify_cli.cli.options import (
     load_model,
     resolve_threshold,
 )
+from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import DATA_ENV, DEFAULT_DATA_ROOT
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from verify_cli.evaluation import Evaluation
+    from verify_cli.lfw import LFWRoot
+    from verify_cli.nway import NWayReport
+    from verify_cli.runtime import Model
+    from verify_cli.scoring import FaceReader
 
 EXAMPLES_PER_KIND = 4
 
@@ -54,6 +59,16 @@ def evaluate(
                                             help="Images per model call.")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64,
                                          help="Decoding threads (0: one per core, at most 8).")] = 0,
+    n_way: Annotated[list[int] | None, typer.Option(
+        "--n-way", metavar="N", show_default=False,
+        help="Also run N-way one-shot identification (Koch et al.) on the DevTest people with two images or more: "
+             "a query, another photo of that person and N-1 other people; correct when the right one scores "
+             "highest. Repeat for several N (--n-way 2 --n-way 5 ...); every N uses the same trials.")] = None,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", min=1, max=1_000_000, show_default=False,
+        help="With --n-way: how many trials per N \\[default: 2,000].")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", min=0, show_default=False, help="With --n-way: the seed that draws the trials \\[default: 0].")] = None,
     no_detect: NoDetectOption = False,
     face: FaceOption = "largest",
     save_crops: SaveCropsOption = None,
@@ -65,15 +80,20 @@ def evaluate(
     Each distinct image is embedded once, its face found and aligned first (--no-detect: LFW-style crops).
 
     A ten-fold (View 2) file also gets per-fold accuracy, each threshold chosen on the other nine folds.
+
+    --n-way N adds the N-way one-shot table after the pairs table: accuracy, 95% interval, chance (1/N).
     """
     from verify_cli import evaluation
     from verify_cli.lfw import LFWRoot
     from verify_cli.outputs import write_all
 
     check_outputs(json_out, scores_out, examples_out, roc_out)
+    if not n_way and (trials is not None or seed is not None):
+        raise FaceverifyError("--trials and --seed go with --n-way N")
     lfw = LFWRoot.open(data_root)
     pairs_path = lfw.pairs_path(pairs)
     planned = evaluation.plan(lfw, pairs_path, lfw.pairs(pairs))
+    ways = nway_people_check(lfw, n_way) if n_way else []
     the_model = load_model(model, provider)
     t, source = resolve_threshold(threshold, the_model)
     reader = face_reader(the_model, no_detect, face, save_crops)
@@ -85,6 +105,11 @@ def evaluate(
                   f"{len(planned.images)} distinct images{render.SEP}faces {reader.description}")
     with render.Progress(len(planned.images), "embedding") as advance:
         ev = evaluation.evaluate(the_model, lfw, planned, t, source, batch_size, workers, advance, reader)
+    report = None
+    if ways:
+        from verify_cli.nway import DEFAULT_TRIALS
+
+        report = run_nway(the_model, lfw, ev, ways, trials or DEFAULT_TRIALS, seed or 0, batch_size, workers, reader)
 
     files: dict[Path, bytes] = {}
     if scores_out is not None:
@@ -101,6 +126,8 @@ def evaluate(
         title = f"{pairs_path.name}: most confident pairs of each outcome ({the_model.path.name})"
         files[examples_out] = examples_png(chosen, t, replace(reader, crops=None), title)
     summary = evaluation.summary(ev)
+    if report is not None:
+        summary["n_way"] = report.as_json()
     if json_out is not None:
         files[json_out] = (json.dumps(summary, indent=2) + "\n").encode()
     write_all(files)
@@ -108,7 +135,11 @@ def evaluate(
     if as_json:
         print(json.dumps(summary))
     else:
-        print_evaluation(render.console(), ev, list(files))
+        print_evaluation(render.console(), ev, [])
+        if report is not None:
+            print_nway(render.console(), report)
+        for path in files:
+            render.console().print(f"[dim]wrote[/] {render.esc(path)}")
 
 
 def _tar_row(value: float | None, far: float, different: int) -> tuple[str, str]:
@@ -172,3 +203,50 @@ def print_evaluation(out: "Console", ev: "Evaluation", written: list[Path]) -> N
         out.print(folds)
     for path in written:
         out.print(f"[dim]wrote[/] {render.esc(path)}")
+
+
+def nway_people_check(lfw: "LFWRoot", ways: list[int]) -> list[int]:
+    """The N asked for, checked against the DevTest people before any image is embedded."""
+    from verify_cli.lfw import PEOPLE_FILES
+    from verify_cli.nway import check_ways, pool
+
+    people_file = lfw.base / PEOPLE_FILES["test"]
+    if not people_file.is_file():
+        raise FaceverifyError(f"{people_file}: no such file; --n-way draws its trials from LFW's DevTest people")
+    return check_ways(ways, len(pool(lfw.people("test"))))
+
+
+def run_nway(model: "Model", lfw: "LFWRoot", ev: "Evaluation", ways: list[int], trials: int, seed: int,
+             batch_size: int, workers: int, reader: "FaceReader") -> "NWayReport":
+    """N-way one-shot trials on DevTest people; images the pairs evaluation already embedded are not embedded again."""
+    import numpy as np
+
+    from verify_cli.nway import evaluate_nway
+    from verify_cli.scoring import embed_paths
+
+    row = {lfw.image(key): i for i, key in enumerate(ev.plan.images)}
+
+    def embed(paths: list[Path]) -> np.ndarray:
+        missing = [p for p in dict.fromkeys(paths) if p not in row]
+        with render.Progress(len(missing), "embedding (n-way)") as advance:
+            new = embed_paths(model, missing, batch_size, workers, advance, reader).embeddings
+        row.update({p: len(ev.plan.images) + i for i, p in enumerate(missing)})
+        return np.concatenate([ev.embedded.embeddings, new])[[row[p] for p in paths]]
+
+    return evaluate_nway(lfw, embed, model.score, ways, trials, seed)
+
+
+def print_nway(out: "Console", report: "NWayReport") -> None:
+    """The N-way table: ways, accuracy, 95% interval, chance, trials."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"N-way one-shot: DevTest people with ≥ 2 images, seed {report.seed}, "
+                        f"{report.images:,} images", box=box.ROUNDED, title_style="bold")
+    for name in ("ways", "accuracy", "95% CI", "chance", "trials"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for r in report.results:
+        low, high = r.interval
+        table.add_row(str(r.ways), f"[bold green]{r.accuracy:.4f}[/]", f"{low:.4f} – {high:.4f}", f"{r.chance:.4f}",
+                      f"{r.trials:,}")
+    out.print(table)

@@ -245,7 +245,11 @@ def _embed(embed: EmbedFn, root: Path, photos: list[Photo], dim: int | None) -> 
 
 
 def _changed_settings(old: str, new: str) -> str:
-    """Which face-pipeline settings differ, when both keys are JSON objects (else nothing to name)."""
+    """Which face-pipeline settings differ, when both keys are JSON objects (else nothing to name).
+
+    Settings held by both sides with other values are named; those on one side only (the detector's settings
+    when detection was turned off) follow from them and are named only when nothing else differs.
+    """
     def flat(text: str) -> dict[str, object]:
         try:
             data = json.loads(text)
@@ -260,9 +264,8 @@ def _changed_settings(old: str, new: str) -> str:
         return out
 
     a, b = flat(old), flat(new)
-    if not a or not b:
-        return ""
-    return ", ".join(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
+    differ = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])  # settings on one side only follow from these
+    return ", ".join(differ or sorted(a.keys() ^ b.keys()))
 
 
 def load_gallery(
