@@ -139,7 +139,6 @@ def test_json_has_the_keys_and_the_probabilities_of_each_persons_best_photo(gall
     assert len(answers(run(known, "--gallery", gallery, "--json", "--top", "99"))[0]["candidates"]) == len(PEOPLE)
 
 
-@pytest.mark.slow
 def test_the_index_is_created_reused_updated_and_rebuilt(gallery: Path, known: Path, tmp_path: Path,
                                                          data_root: Path) -> None:
     index = tmp_path / "private" / "people.npz"

@@ -59,6 +59,8 @@ def identify(
 
     A query whose best probability is below the threshold is [bold]unknown[/].
 
+    The threshold is the model's 1:1 one: against N people a stranger has N chances to pass it (see the README).
+
     Queries and gallery photos go through the same face pipeline (--no-detect and --face apply to both).
 
     A gallery photo with no usable face is left out with a warning; it is tried again when the file changes.
