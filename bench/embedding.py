@@ -63,7 +63,7 @@ def run(model_path: Path, net: SiameseNet, images: np.ndarray, flops: Flops, thr
     section = Section(
         title="Embedding throughput: ONNX Runtime vs PyTorch eager",
         intro=(
-            f"The tower on real DevTest images, the same thread count on both sides (`torch.set_num_threads(N)`, "
+            f"The tower on real DevTest images (faces found and aligned, as the CLI reads them), the same thread count on both sides (`torch.set_num_threads(N)`, "
             f"ONNX Runtime `intra_op_num_threads=N`, CPU provider): N = {threads}, the figures the targets judge"
             + (", then N = 1 to show how the work scales with threads" if threads > 1 else "")
             + f". Each round runs each side for about {budget_s:g} s of back-to-back calls, ONNX Runtime then "
