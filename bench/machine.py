@@ -58,6 +58,27 @@ def load_average() -> float | None:
         return None
 
 
+def busy_cpu_seconds() -> tuple[float, float] | None:
+    """CPU seconds used so far: by the whole machine (/proc/stat, since boot), and by this process and its
+    finished children (os.times); None off Linux. Their differences over a run give what other work used."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    except (OSError, ValueError, IndexError):
+        return None
+    own = os.times()
+    machine = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    return machine, own.user + own.system + own.children_user + own.children_system
+
+
+def others_cores(before: tuple[float, float] | None, after: tuple[float, float] | None,
+                 seconds: float) -> float | None:
+    """Cores that other processes kept busy on average between two `busy_cpu_seconds` readings."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / seconds
+
+
 @dataclass(frozen=True)
 class Machine:
     """What a reader needs to compare our figures with theirs."""
