@@ -11,7 +11,7 @@ import torch
 
 from export.config import ExportConfig
 from models import SiameseNet
-from train.config import TrainConfig
+from train.config import Faces, TrainConfig
 from train.data import load_bank, protocol_splits, smoke_subset
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot, Pair
@@ -88,10 +88,12 @@ def _max_rel_err(got: np.ndarray, ref: np.ndarray) -> float:
 
 @torch.no_grad()
 def measure_parity(model: SiameseNet, onnx_path: str | os.PathLike, lfw: LFWRoot, pairs: list[Pair],
-                   spec: Preprocess, threshold: float, config: ExportConfig, pairs_source: str) -> ParityReport:
-    """Embed each distinct image once on both sides, score the pairs, and compare with the full PyTorch model."""
+                   spec: Preprocess, faces: Faces, threshold: float, config: ExportConfig,
+                   pairs_source: str) -> ParityReport:
+    """Embed each distinct image once on both sides (read as training read them), score the pairs, and compare
+    with the full PyTorch model."""
     model = model.eval().cpu().float()
-    bank = load_bank(lfw, [p for pair in pairs for p in (pair.left, pair.right)], spec)
+    bank = load_bank(lfw, [p for pair in pairs for p in (pair.left, pair.right)], spec, faces)
     images = normalize(bank.pixels, spec)
     left = np.array([bank.index[p.left] for p in pairs])
     right = np.array([bank.index[p.right] for p in pairs])

@@ -93,7 +93,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
     lfw = LFWRoot.open(data_root)
     pairs = parity_pairs(cfg, lfw, config)
     source = (f"validation pairs of preset {cfg.preset} ({cfg.protocol} protocol, "
-              f"val_fraction {cfg.val_fraction}, seed {cfg.seed})")
+              f"val_fraction {cfg.val_fraction}, seed {cfg.seed}, faces {cfg.faces})")
     built: dict[str, Any] = {}
 
     def build(tmp: str) -> None:
@@ -107,7 +107,8 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         onnx.save(proto, tmp)
         check_graph(tmp)
         console.print(f"parity on {len(pairs)} real LFW {source}")
-        report = measure_parity(model, tmp, lfw, pairs, cfg.preprocess, float(saved["threshold"]), config, source)
+        report = measure_parity(model, tmp, lfw, pairs, cfg.preprocess, cfg.faces, float(saved["threshold"]), config,
+                                source)
         if not report.passed:
             raise FaceverifyError(
                 f"parity check failed on {report.pairs} validation pairs: {'; '.join(report.failures())}; "

@@ -74,6 +74,13 @@ def presets_table() -> Table:
     return table
 
 
+def faces_line(faces: str, no_face: int) -> str:
+    """How the images were read, in words, with the count of aligned-mode images that had no face."""
+    if faces == "funneled":
+        return "deep-funneled, fixed centre crop"
+    return f"faces found and aligned, {no_face} without a face read with the fixed centre crop"
+
+
 def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None,
         seed: int | None, dry_run: bool, threads: int, overrides: list[str] | None = None,
         report_test: bool = False) -> None:
@@ -103,7 +110,8 @@ def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs
     console.print(f"preset {cfg.preset} ({cfg.description}), protocol {cfg.protocol}, run folder {run_dir}"
                   + "".join(f", {item}" for item in overrides or []))
     data = make_data(cfg, lfw, dry_run, with_test=report_test)
-    console.print(f"images {len(data.bank.paths)}, validation pairs {len(data.val)}"
+    console.print(f"images {len(data.bank.paths)} ({faces_line(cfg.faces, len(data.bank.no_face))}), "
+                  f"validation pairs {len(data.val)}"
                   + (f", DevTest pairs {len(data.test)}" if data.test is not None else ""))
     history = fit(cfg, data, run_dir, resume=resume, console=console, max_epochs=epochs)
     result = finalize(run_dir, data)

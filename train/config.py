@@ -13,6 +13,7 @@ from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
 
 Protocol = Literal["restricted", "unrestricted"]  # DevTrain pairs only, or DevTrain identities
+Faces = Literal["funneled", "aligned"]  # LFW's deep-funneled crop, or each face found and aligned as serving does
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class TrainConfig:
     preset: str
     model: ModelConfig = field(default_factory=ModelConfig)  # its input is `preprocess`'s channels and size
     preprocess: Preprocess = field(default_factory=Preprocess)
+    faces: Faces = "funneled"  # how an LFW image becomes pixels before `preprocess` (train/faces.py)
     protocol: Protocol = "restricted"
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 1e-3
@@ -140,6 +142,9 @@ PRESET_ROWS: list[PresetRow] = [
     PresetRow("fv-flat-color", "fv-flat", {"color": 0.3},
               "fv-flat with lighting and colour jitter (0.3) and 10% grey training images"),
     PresetRow("fv-flat-50", "fv-flat", {"max_epochs": 50}, "fv-flat with a 50-epoch cosine schedule"),
+    PresetRow("fv-flat-50-aligned", "fv-flat-50", {"faces": "aligned"},
+              "fv-flat-50 on faces found and aligned by the serving face pipeline (MTCNN, central face) "
+              "instead of the deep-funneled crop"),
 ]
 DEFAULT_PRESET = "fv-flat-50"
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.config import TrainConfig
+from train.config import Faces, TrainConfig
+from train.faces import lfw_pixels
 from verify_cli.lfw import LFWRoot, Pair, image_relpath, person_of
-from verify_cli.preprocess import Preprocess, load_prepared, normalize
+from verify_cli.preprocess import Preprocess, normalize
 
 SMOKE_PAIRS = 12  # pairs per class and split in --dry-run mode
 
@@ -24,6 +25,7 @@ class ImageBank:
 
     paths: list[str]
     pixels: np.ndarray
+    no_face: list[str] = field(default_factory=list)  # faces="aligned": images read with the fixed centre crop
 
     def __post_init__(self) -> None:
         self.index = {p: i for i, p in enumerate(self.paths)}
@@ -33,12 +35,13 @@ class ImageBank:
         return torch.from_numpy(normalize(self.pixels[rows], spec))
 
 
-def load_bank(lfw: LFWRoot, relpaths: list[str], spec: Preprocess, workers: int = 4) -> ImageBank:
-    """Decode and prepare images in a thread pool (Pillow releases the GIL while decoding)."""
+def load_bank(lfw: LFWRoot, relpaths: list[str], spec: Preprocess, faces: Faces, workers: int = 4) -> ImageBank:
+    """Decode, find faces (`faces`) and prepare images in a thread pool (Pillow and ONNX Runtime release the GIL)."""
     paths = sorted(set(relpaths))
     with ThreadPoolExecutor(workers) as pool:
-        arrays = list(pool.map(lambda p: load_prepared(lfw.image(p), spec), paths))
-    return ImageBank(paths, np.stack(arrays) if arrays else np.zeros((0, spec.channels, spec.size, spec.size), np.uint8))
+        read = list(pool.map(lambda p: lfw_pixels(lfw.image(p), spec, faces), paths))
+    pixels = np.stack([array for array, _ in read]) if read else np.zeros((0, spec.channels, spec.size, spec.size), np.uint8)
+    return ImageBank(paths, pixels, [p for p, (_, missed) in zip(paths, read) if missed])
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def make_data(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False, with_test: bo
     pairs = splits.train + splits.val + (splits.test if with_test else [])
     pair_images = [p for pair in pairs for p in (pair.left, pair.right)]
     train_images = [img for name, count in splits.people.items() for img in lfw.person_images(name, count)]
-    bank = load_bank(lfw, train_images + pair_images, cfg.preprocess)
+    bank = load_bank(lfw, train_images + pair_images, cfg.preprocess, cfg.faces)
     test = pair_set(bank, splits.test) if with_test else None
     if cfg.protocol == "restricted":
         return Data(bank, pair_set(bank, splits.train), pair_set(bank, splits.val), test)

@@ -278,6 +278,11 @@ def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Pre
     return True
 
 
+def faces_summary(cfg: TrainConfig, bank: ImageBank) -> dict[str, Any]:
+    """How the run's images became pixels, and which of them had no face found (read with the fixed centre crop)."""
+    return {"mode": cfg.faces, "images": len(bank.paths), "no_face": len(bank.no_face), "no_face_images": bank.no_face}
+
+
 def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
     """Calibrate and choose the threshold on validation; store both in best.pt and summary.json.
 
@@ -306,6 +311,7 @@ def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
         "validation": {"loss": val_loss, **metrics.report(val_probs, data.val.labels, threshold).as_dict()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
+        "faces": faces_summary(cfg, data.bank),
     }
     test_probs = None
     if data.test is not None:
