@@ -15,6 +15,7 @@ from train.config import TrainConfig
 from verify_cli import modelmeta
 
 REPO = Path(__file__).resolve().parents[1]
+K_FACES = "faceverify.faces"  # how training read faces (JSON); for verify_cli.modelmeta to adopt when the CLI reads it
 DOC = (
     "faceverify Siamese face verification model: embeddings = tower(images); "
     "probability = sigmoid(head(embedding_a, embedding_b)). See metadata_props faceverify.*"
@@ -58,6 +59,17 @@ def threshold_rule(summary: dict[str, Any], cfg: TrainConfig) -> str:
     return f"{rule}; {count}{cfg.protocol} protocol, seed {cfg.seed}; DevTest chose nothing"
 
 
+def faces_record(summary: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """How training read its faces (TrainConfig.faces), with the run's count of images that had no face."""
+    if cfg.faces == "funneled":
+        record: dict[str, Any] = {"mode": "funneled", "read": "LFW deep-funneled image, fixed centre crop"}
+    else:
+        record = {"mode": "aligned", "read": "MTCNN face nearest the image centre, aligned onto the LFW template "
+                                             "(verify_cli.faces); fixed centre crop where no face was found"}
+    seen = summary.get("faces", {})
+    return {**record, **{k: seen[k] for k in ("images", "no_face") if k in seen}}
+
+
 def build_metadata(saved: dict[str, Any], cfg: TrainConfig, embedding: int) -> dict[str, str]:
     """Everything a caller needs, as metadata_props strings (JSON for structured values)."""
     summary = saved["summary"]
@@ -74,6 +86,7 @@ def build_metadata(saved: dict[str, Any], cfg: TrainConfig, embedding: int) -> d
         modelmeta.K_ARCHITECTURE: _json(cfg.model.as_dict()),
         modelmeta.K_PROTOCOL: cfg.protocol,
         modelmeta.K_TRAINING: _json(cfg.as_dict()),
+        K_FACES: _json(faces_record(summary, cfg)),
         modelmeta.K_VALIDATION: _json(validation),
         modelmeta.K_VERSIONS: _json(versions()),
         modelmeta.K_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),

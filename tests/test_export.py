@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from export import ExportConfig, ExportResult, export_model
-from export.metadata import build_metadata
+from export.metadata import K_FACES, build_metadata
 from export.pipeline import load_finalized
 from models import build_model
 from train import checkpoint
@@ -83,6 +83,9 @@ def test_metadata_reads_back_through_onnxruntime(exported: ExportResult, tiny_ru
     assert json.loads(props[modelmeta.K_INPUT]) == {"channels": 1, "height": 105, "width": 105}
     assert int(props[modelmeta.K_EMBEDDING]) == cfg.model.embedding
     assert json.loads(props[modelmeta.K_TRAINING]) == json.loads(json.dumps(cfg.as_dict()))
+    faces = json.loads(props[K_FACES])  # how training read the faces, and how many images had none
+    assert faces["mode"] == cfg.faces == "funneled" and faces["images"] == saved["summary"]["faces"]["images"] > 0
+    assert faces["no_face"] == 0
     assert json.loads(props[modelmeta.K_ARCHITECTURE]) == cfg.model.as_dict()
     assert props[modelmeta.K_PRESET] == "exp9" and props[modelmeta.K_PROTOCOL] == "restricted"
     assert modelmeta.K_DEVTEST not in props and "test" not in saved["summary"]  # DevTest only with --report-test
