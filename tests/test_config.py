@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from models import ModelConfig
 from models.typed_config import hints, parse_overrides, with_overrides
 from train.__main__ import app
-from train.config import DEFAULT_PRESET, PRESET_ROWS, PRESETS, Protocol, TrainConfig, get_preset
+from train.config import DEFAULT_PRESET, PRESET_ROWS, PRESETS, Faces, Protocol, TrainConfig, get_preset
 from train.objectives import OBJECTIVES
 from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError
@@ -59,7 +59,8 @@ def test_a_value_outside_a_closed_set_names_the_field_and_every_allowed_value(cl
 def test_the_closed_sets_are_the_ones_the_code_handles() -> None:
     assert get_args(Protocol) == ("restricted", "unrestricted") and set(OBJECTIVES) == set(get_args(Protocol))
     assert {n for _, n in LITERALS} == {"protocol", "optimizer", "schedule", "monitor", "tower", "pooling", "head",
-                                        "init"}
+                                        "init", "faces"}
+    assert get_args(Faces) == ("funneled", "aligned")
 
 
 @pytest.mark.parametrize(("field", "value", "words"), [

@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from train.config import Faces
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import NoFaceError
 from verify_cli.preprocess import Preprocess, load_prepared
 from verify_cli.scoring import FaceReader
 
 if TYPE_CHECKING:
     from verify_cli.faces.pipeline import FacePipeline
-
-NO_FACE = ": no face found"  # the end of the face pipeline's error for a photo without a face
-
 
 @cache
 def lfw_pipeline() -> FacePipeline:
@@ -38,7 +35,5 @@ def lfw_pixels(path: str | os.PathLike, spec: Preprocess, faces: Faces) -> tuple
         return load_prepared(path, spec), False
     try:
         return FaceReader(spec, lfw_pipeline()).pixels(path)[0], False
-    except FaceverifyError as exc:
-        if not exc.message.endswith(NO_FACE):
-            raise
+    except NoFaceError:
         return load_prepared(path, spec), True

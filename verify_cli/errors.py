@@ -21,6 +21,10 @@ class FaceverifyError(Exception):
         return str(self)
 
 
+class NoFaceError(FaceverifyError):
+    """A photo in which the face pipeline found no face (training falls back on the fixed crop for these)."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first non-empty line of an exception's text (its type name when it has none), cut to `limit` characters."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, NoFaceError
 from verify_cli.faces.align import scale_of, similarity, warp
 from verify_cli.faces.detect import Detector, Face
 from verify_cli.faces.template import Template, lfw_template
@@ -68,7 +68,7 @@ def choose(
     `centre` when one is given (LFW's rule: its images are centred on the person named); else one clear error.
     """
     if not faces:
-        raise FaceverifyError(f"{source}: no face found")
+        raise NoFaceError(f"{source}: no face found")
     if index is None:
         if centre is None:
             return 0
