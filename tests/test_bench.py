@@ -178,6 +178,8 @@ def _check_photo_rows(section: str, photos: int, face_recognition: bool) -> None
     ms = [float(split.group(i)) for i in (1, 3, 5, 7)]
     assert all(v > 0 for v in ms) and sum(ms) == pytest.approx(float(split.group(9)), abs=0.3)
     assert sum(int(split.group(i)) for i in (2, 4, 6, 8)) in range(98, 103)
+    decoding = re.search(r"decoding takes ([\d.]+) ms per photo with the draft and ([\d.]+) ms whole", section)
+    assert decoding and float(decoding.group(1)) == ms[0] and float(decoding.group(2)) > 0
     assert f"{photos} photos made by `python -m bench.reframe --size 1920x1080 --seed 1 --limit {photos}`" in section
 
 
