@@ -120,7 +120,9 @@ def time_split(model: Model, reader: FaceReader, photos: Sequence[Path]) -> dict
     return {stage: seconds / len(photos) for stage, seconds in split.items()}
 
 
-# face_recognition, run in worker processes (its own CLI's --cpus does the same)
+# face_recognition, run in worker processes only (its own CLI's --cpus does the same): importing it sets Pillow's
+# ImageFile.LOAD_TRUNCATED_IMAGES, which must not change how this process (or a test run) reads images
+_WORKER: dict[str, str] = {}  # in a worker: why face_recognition did not import
 
 def _pkg_resources_shim() -> None:
     """face_recognition_models imports `pkg_resources`, which setuptools 81 removed: give it the one function."""
@@ -141,16 +143,23 @@ def _import_face_recognition() -> types.ModuleType:
 
 
 def baseline_problem() -> str | None:
-    """Why face_recognition cannot run here (None: it can)."""
+    """Why face_recognition is not installed here (None: it is; whether it imports, a worker finds out)."""
     missing = [name for name in ("face_recognition", "face_recognition_models", "dlib")
                if importlib.util.find_spec(name) is None]
-    if missing:
-        return f"not installed ({', '.join(missing)} missing; {INSTALL})"
+    return f"not installed ({', '.join(missing)} missing; {INSTALL})" if missing else None
+
+
+def _fr_init() -> None:
+    """A worker's start: import face_recognition and load its models, keeping any failure for `_fr_problem`
+    (an initializer that raises would make the pool start workers forever)."""
     try:
         _import_face_recognition()
     except (ImportError, OSError, RuntimeError, SystemExit) as exc:
-        return f"not importable ({type(exc).__name__}: {exc})"
-    return None
+        _WORKER["problem"] = f"not importable ({type(exc).__name__}: {exc})"
+
+
+def _fr_problem() -> str | None:
+    return _WORKER.get("problem")
 
 
 def _fr_photo(path: str, upsample: int) -> int:
@@ -166,7 +175,7 @@ def _fr_photo(path: str, upsample: int) -> int:
 
 def fr_pool(workers: int) -> Pool:
     """`workers` fresh processes with face_recognition and its models loaded (spawned: no ONNX Runtime threads)."""
-    return multiprocessing.get_context("spawn").Pool(workers, initializer=_import_face_recognition)
+    return multiprocessing.get_context("spawn").Pool(workers, initializer=_fr_init)
 
 
 def fr_run(pool: Pool, photos: Sequence[Path], upsample: int) -> int:
@@ -202,6 +211,8 @@ def run(model_path: Path, data_root: Path, work: Path, photos: int, repeats: int
     with contextlib.ExitStack() as stack:
         if problem is None:
             pool = stack.enter_context(fr_pool(cores))
+            problem = pool.apply(_fr_problem)
+        if problem is None:
             for name, upsample in FR_UPSAMPLE.items():
                 sides[name] = functools.partial(fr_run, pool, upsample=upsample)
         for side in sides.values():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import REPO
-from PIL import Image
+from PIL import Image, ImageFile
 
 from bench import faces, flops, timing
 from bench.embedding import same_weights
@@ -183,10 +183,29 @@ def _check_photo_rows(section: str, photos: int, face_recognition: bool) -> None
     assert f"{photos} photos made by `python -m bench.reframe --size 1920x1080 --seed 1 --limit {photos}`" in section
 
 
+def _face_recognition_imports() -> bool:
+    """Whether face_recognition imports here, asked of another process (importing it changes Pillow's settings)."""
+    if faces.baseline_problem() is not None:
+        return False
+    code = "from bench.faces import _fr_init, _fr_problem; _fr_init(); raise SystemExit(_fr_problem() is not None)"
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True).returncode == 0
+
+
 @pytest.mark.slow
 def test_quick_photos_end_to_end(quick_report: str) -> None:
     section = _section(quick_report, "## Photos end to end")
-    _check_photo_rows(section, faces.QUICK_PHOTOS, faces.baseline_problem() is None)
+    _check_photo_rows(section, faces.QUICK_PHOTOS, _face_recognition_imports())
+
+
+@pytest.mark.slow
+def test_photos_section_leaves_this_process_as_it_was(onnx_model: Path, data_root: Path, tmp_path: Path) -> None:
+    if not _face_recognition_imports():
+        pytest.skip("face_recognition is not installed here")
+    section = faces.run(onnx_model, data_root, tmp_path, 2, 1, usable_cores(), quick=True)
+    text = "\n\n".join([section.intro, table(section.header, section.rows), *section.notes])
+    _check_photo_rows(text, 2, face_recognition=True)
+    # importing face_recognition sets this Pillow global; only its worker processes may
+    assert "face_recognition" not in sys.modules and not ImageFile.LOAD_TRUNCATED_IMAGES
 
 
 @pytest.mark.slow
