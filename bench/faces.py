@@ -124,6 +124,7 @@ def time_split(model: Model, reader: FaceReader, photos: Sequence[Path]) -> dict
 # ImageFile.LOAD_TRUNCATED_IMAGES, which must not change how this process (or a test run) reads images
 _WORKER: dict[str, str] = {}  # in a worker: why face_recognition did not import
 
+
 def _pkg_resources_shim() -> None:
     """face_recognition_models imports `pkg_resources`, which setuptools 81 removed: give it the one function."""
     try:
