@@ -195,7 +195,7 @@ def test_real_process_bad_inputs(onnx_model: Path, lfw_images: list[Path], tmp_p
     [
         (["compare", "a.jpg", "b.jpg", "--bogus"],
          "No such option: --bogus (Possible options: --out) (see faceverify compare --help)"),
-        (["evaluate", "--batch-size", "0"], "greater than or equal to 1 (see faceverify evaluate --help)"),
+        (["evaluate", "--batch-size", "0"], "'--batch-size': 0 is not in the range 1<=x<=4096. (see faceverify evaluate --help)"),
         (["info", "--provider", "gpu"], "'gpu' is not one of 'auto', 'cuda', 'cpu'. (see faceverify info --help)"),
         (["--bogus", "compare"], "No such option: --bogus (see faceverify --help)"),
         (["bogus"], "No such command 'bogus'. (see faceverify --help)"),
