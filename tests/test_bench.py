@@ -224,7 +224,8 @@ def test_quick_search_rows(quick_report: str) -> None:
 def test_photos_section_without_face_recognition(onnx_model: Path, data_root: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "face_recognition", None)  # as if not installed
-    assert faces.baseline_problem().startswith("not installed (face_recognition missing")
+    problem = faces.baseline_problem()  # names whatever is missing: face_recognition alone, or its models and dlib too
+    assert problem.startswith("not installed (face_recognition") and "pip install --no-deps face-recognition" in problem
     section = faces.run(onnx_model, data_root, tmp_path, 2, 1, usable_cores(), quick=True)
     text = "\n\n".join([section.intro, table(section.header, section.rows), *section.notes])
     _check_photo_rows(text, 2, face_recognition=False)
