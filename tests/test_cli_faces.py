@@ -124,3 +124,18 @@ def test_evaluate_detects_by_default_and_says_so(data_root: Path, tmp_path: Path
     crops = tmp_path / "crops"
     assert invoke("evaluate", "--data-root", data_root, "--pairs", pairs, "--save-crops", crops).exit_code == 0
     assert len(list(crops.rglob("*.png"))) == 6
+
+
+@pytest.mark.slow
+def test_a_small_face_in_a_large_photo_is_looked_for_again_at_a_finer_scale(lfw_images: list[Path],
+                                                                            tmp_path: Path) -> None:
+    """A 6000x4500 photo whose face box is about 75 px wide: too small for the detector at 640 px, found when
+    the photo is searched again at 1600 px; the face box lies where the image was pasted."""
+    small = photo(tmp_path / "small.jpg", [(lfw_images[0], 200, 0.0, (2000, 1500))], size=(6000, 4500))
+    from verify_cli.faces.pipeline import FacePipeline
+
+    assert FacePipeline(detect_side=640)._detect(Image.open(small).convert("RGB"), 1.0) == []  # missed at 640
+    record = compare_json(small, lfw_images[1])
+    x0, y0, x1, y1 = record["faces"]["left"]["box"]
+    assert 2000 < x0 < x1 < 2200 and 1500 < y0 < y1 < 1700
+    assert record["same"]

@@ -22,6 +22,7 @@ from verify_cli.faces.template import Template, lfw_template
 from verify_cli.preprocess import load_image
 
 DETECT_SIDE = 640  # longest side of the image the detector sees
+RETRY_SIDE = 1600  # ... and once more, only when it found no face there in a larger photo
 DRAFT_FACTORS = (8, 4, 2, 1)
 PICKS = ("largest", "central")
 
@@ -118,9 +119,10 @@ class FacePipeline:
         self.template = template or lfw_template()
         self.detect_side = detect_side
 
-    def _detect(self, image: Image.Image, factor: float) -> list[Face]:
-        """Faces of `image` (shrunk to detect_side first), in the coordinates of the image `factor` times larger."""
-        scale = min(1.0, self.detect_side / max(image.size))
+    def _detect(self, image: Image.Image, factor: float, side: int | None = None) -> list[Face]:
+        """Faces of `image` (shrunk to `side`, default detect_side, first), in the coordinates of the image
+        `factor` times larger."""
+        scale = min(1.0, (side or self.detect_side) / max(image.size))
         small = image
         if scale < 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -135,10 +137,19 @@ class FacePipeline:
         return self._load_and_detect(Path(source))[1]
 
     def _load_and_detect(self, path: Path) -> tuple[Image.Image, list[Face], int]:
+        """Decode and detect; a large photo with no face found is searched once more at RETRY_SIDE, where
+        faces too small for the detector at DETECT_SIDE become big enough (four times the pixels, only then)."""
         size = _header_size(path)
         reduce = _draft_factor(size, self.detect_side) if size else 1
         image = load_image(path, "RGB", reduce=reduce)
-        return image, self._detect(image, float(reduce)), reduce
+        faces = self._detect(image, float(reduce))
+        if not faces and size and max(size) > self.detect_side * RETRY_SIDE // DETECT_SIDE:
+            side = self.detect_side * RETRY_SIDE // DETECT_SIDE
+            finer = _draft_factor(size, side)
+            if finer != reduce:
+                image, reduce = load_image(path, "RGB", reduce=finer), finer
+            faces = self._detect(image, float(reduce), side)
+        return image, faces, reduce
 
     def _centre(self, size: tuple[int, int], reduce: int) -> tuple[float, float] | None:
         """The full-resolution image centre when the default face is the central one, else None."""
