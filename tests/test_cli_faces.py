@@ -120,7 +120,8 @@ def test_evaluate_detects_by_default_and_says_so(data_root: Path, tmp_path: Path
     fixed = json.loads(invoke("evaluate", "--data-root", data_root, "--pairs", pairs, "--json", "--no-detect").stdout)
     assert detected["faces"]["mode"] == "detect-align" and detected["faces"]["pick"] == "largest"
     assert detected["faces"]["images"] == 6 and 0 <= detected["faces"]["several"] <= 6
-    assert fixed["faces"] == {"mode": "fixed-crop", "pick": None, "images": 6, "several": None}
+    assert fixed["faces"] == {"mode": "fixed-crop", "pick": None, "images": 6, "several": None, "no_face": None}
+    assert detected["faces"]["no_face"] == 0
     crops = tmp_path / "crops"
     assert invoke("evaluate", "--data-root", data_root, "--pairs", pairs, "--save-crops", crops).exit_code == 0
     assert len(list(crops.rglob("*.png"))) == 6
@@ -139,3 +140,26 @@ def test_a_small_face_in_a_large_photo_is_looked_for_again_at_a_finer_scale(lfw_
     x0, y0, x1, y1 = record["faces"]["left"]["box"]
     assert 2000 < x0 < x1 < 2200 and 1500 < y0 < y1 < 1700
     assert record["same"]
+
+
+def test_evaluate_scores_every_pair_even_where_no_face_is_found(data_root: Path, tmp_path: Path) -> None:
+    """LFW itself has such an image (Marilyn_Monroe_0001 in pairsDevTrain): evaluate takes its fixed centre
+    crop, says how many, and scores every pair (dropping pairs would change the protocol); compare refuses it."""
+    import shutil
+
+    images = tmp_path / "lfw" / "lfw-py" / "lfw-deepfunneled"
+    for name, number in (("Aaron_Peirsol", 1), ("Aaron_Peirsol", 2), ("AJ_Cook", 1)):
+        (images / name).mkdir(parents=True, exist_ok=True)
+        source = data_root / "lfw-py" / "lfw-deepfunneled" / name / f"{name}_{number:04d}.jpg"
+        shutil.copyfile(source, images / name / source.name)
+    noise(250, 250, 5).save(images / "AJ_Cook" / "AJ_Cook_0001.jpg", "JPEG")  # a face-less image under a name
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\nAaron_Peirsol\t1\t2\nAaron_Peirsol\t1\tAJ_Cook\t1\n")
+    result = invoke("evaluate", "--data-root", tmp_path / "lfw", "--pairs", pairs, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["metrics"]["pairs"] == 2 and summary["faces"]["no_face"] == 1 and summary["faces"]["images"] == 3
+    table = invoke("evaluate", "--data-root", tmp_path / "lfw", "--pairs", pairs).stdout
+    assert "1 with no face found: fixed centre crop" in " ".join(table.replace("│", " ").split())
+    assert_one_error_line(invoke("compare", images / "AJ_Cook" / "AJ_Cook_0001.jpg", images / "Aaron_Peirsol" /
+                                 "Aaron_Peirsol_0001.jpg"), "AJ_Cook_0001.jpg: no face found")

@@ -78,10 +78,11 @@ def plan(lfw: LFWRoot, pairs_path: Path, pairs: list[Pair]) -> Plan:
 def faces_summary(reader: FaceReader, records: list[dict[str, Any] | None]) -> dict[str, Any]:
     """How faces were read for an evaluation: the mode, the rule that picked a face, and the multi-face count."""
     if reader.pipeline is None:
-        return {"mode": "fixed-crop", "pick": None, "images": len(records), "several": None}
+        return {"mode": "fixed-crop", "pick": None, "images": len(records), "several": None, "no_face": None}
     pick = f"face {reader.face}" if reader.face is not None else reader.pipeline.pick
     several = sum(1 for r in records if r is not None and r["faces_found"] > 1)
-    return {"mode": "detect-align", "pick": pick, "images": len(records), "several": several}
+    no_face = sum(1 for r in records if r is not None and r["faces_found"] == 0)
+    return {"mode": "detect-align", "pick": pick, "images": len(records), "several": several, "no_face": no_face}
 
 
 def evaluate(model: Model, lfw: LFWRoot, planned: Plan, threshold: float, threshold_source: str,

@@ -19,11 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from verify_cli.errors import NoFaceError
 from verify_cli.preprocess import Preprocess, load_prepared, normalize, prepare
 from verify_cli.runtime import Model
 
 if TYPE_CHECKING:
     from verify_cli.faces.pipeline import FacePipeline
+
+NO_FACE_RECORD: dict[str, Any] = {"faces_found": 0, "face_used": None, "box": None, "confidence": None,
+                                  "landmarks": None}  # a fallback reader's record where no face was found
 
 BATCH_SIZE = 64
 SCORE_CHUNK = 4096
@@ -49,14 +53,20 @@ class FaceReader:
     pipeline: FacePipeline | None = None
     face: int | None = None
     crops: Path | None = field(default=None)  # write each face the model saw here (PNG), for --save-crops
+    fallback: bool = False  # no face found: take the fixed centre crop (record faces_found 0) instead of failing
 
     def pixels(self, path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any] | None]:
         """The face as the model sees it before normalisation, uint8 (C, size, size), and what detection did."""
         if self.pipeline is None:
             pixels, record = load_prepared(path, self.spec), None
         else:
-            aligned = self.pipeline.align_file(path, self.face)
-            pixels, record = prepare(aligned.image, self.spec), aligned.record()
+            try:
+                aligned = self.pipeline.align_file(path, self.face)
+                pixels, record = prepare(aligned.image, self.spec), aligned.record()
+            except NoFaceError:
+                if not self.fallback:
+                    raise
+                pixels, record = load_prepared(path, self.spec), NO_FACE_RECORD
         if self.crops is not None:
             save_crop(self.crops, Path(path), pixels)
         return pixels, record

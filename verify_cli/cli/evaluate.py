@@ -96,7 +96,7 @@ def evaluate(
     ways = nway_people_check(lfw, n_way) if n_way else []
     the_model = load_model(model, provider)
     t, source = resolve_threshold(threshold, the_model)
-    reader = face_reader(the_model, no_detect, face, save_crops)
+    reader = face_reader(the_model, no_detect, face, save_crops, fallback=True)
     explicit = model is not None
     if not as_json:
         out = render.console()
@@ -156,7 +156,10 @@ def _faces_row(ev: "Evaluation") -> tuple[str, str]:
     faces = ev.summary_faces
     if faces["mode"] == "fixed-crop":
         return "fixed crop", "--no-detect: the images are taken as LFW-style crops"
-    return "detected", f"{faces['several']:,} of {faces['images']:,} images hold several faces; {faces['pick']} used"
+    note = f"{faces['several']:,} of {faces['images']:,} images hold several faces; {faces['pick']} used"
+    if faces["no_face"]:
+        note += f"; {faces['no_face']:,} with no face found: fixed centre crop"
+    return "detected", note
 
 
 def print_evaluation(out: "Console", ev: "Evaluation", written: list[Path]) -> None:

@@ -59,8 +59,9 @@ SaveCropsOption = Annotated[
 ]
 
 
-def face_reader(model: Model, no_detect: bool, face: str, crops: Path | None) -> FaceReader:
-    """How this command reads faces: detection and alignment (default) or the fixed crop, with the face chosen."""
+def face_reader(model: Model, no_detect: bool, face: str, crops: Path | None, fallback: bool = False) -> FaceReader:
+    """How this command reads faces: detection and alignment (default) or the fixed crop, with the face chosen;
+    `fallback` (evaluate) takes the fixed crop of a photo with no face rather than stopping, and counts it."""
     from verify_cli.scoring import FaceReader
 
     if crops is not None and crops.exists() and not crops.is_dir():
@@ -80,7 +81,7 @@ def face_reader(model: Model, no_detect: bool, face: str, crops: Path | None) ->
         if index < 0:
             raise FaceverifyError(f"--face index must be 0 or more, got {index}")
     pipeline = FacePipeline(model.session.get_providers(), threads=1, pick=face if index is None else "largest")
-    return FaceReader(model.info.preprocess, pipeline, index, crops)
+    return FaceReader(model.info.preprocess, pipeline, index, crops, fallback)
 
 
 def load_model(model: Path | None, provider: Provider) -> Model:
