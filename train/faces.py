@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from train.config import Faces
-from verify_cli.errors import NoFaceError
 from verify_cli.preprocess import Preprocess, load_prepared
 from verify_cli.scoring import FaceReader
 
@@ -33,7 +32,5 @@ def lfw_pixels(path: str | os.PathLike, spec: Preprocess, faces: Faces) -> tuple
     """An LFW image as uint8 model pixels (C, size, size), and True when no face was found (centre crop used)."""
     if faces == "funneled":
         return load_prepared(path, spec), False
-    try:
-        return FaceReader(spec, lfw_pipeline()).pixels(path)[0], False
-    except NoFaceError:
-        return load_prepared(path, spec), True
+    pixels, record = FaceReader(spec, lfw_pipeline(), fallback=True).pixels(path)
+    return pixels, record is not None and record["faces_found"] == 0
