@@ -21,10 +21,18 @@ class L1Head(nn.Module):
 class CosineHead(nn.Module):
     """Logistic regression on the cosine similarity: a calibrated probability with two parameters."""
 
-    def __init__(self, embedding: int, scale: float = 10.0, bias: float = -5.0) -> None:
+    START = (10.0, -5.0)  # scale and bias before training, and where a calibration starts from
+
+    def __init__(self, embedding: int) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor(float(scale)))
-        self.bias = nn.Parameter(torch.tensor(float(bias)))
+        self.scale = nn.Parameter(torch.tensor(self.START[0]))
+        self.bias = nn.Parameter(torch.tensor(self.START[1]))
+
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Back to the starting scale and bias."""
+        self.scale.fill_(self.START[0])
+        self.bias.fill_(self.START[1])
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         cos = (F.normalize(a, dim=-1, eps=1e-6) * F.normalize(b, dim=-1, eps=1e-6)).sum(-1)

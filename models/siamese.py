@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.heads import CosineHead, L1Head
-from models.towers import KochTower, ResNetTower, koch_side
+from models.towers import KochTower, PlainTower, ResNetTower, koch_side
 from models.typed_config import Rules, check_fields
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
@@ -26,17 +26,18 @@ class ModelConfig:
     The input (channels and size) is not here: it is the preprocessing's, and `build_model` takes it from there.
     """
 
-    tower: Literal["koch", "resnet"] = "koch"  # Koch et al. and the report's variants, or a residual tower
+    tower: Literal["koch", "resnet", "plain"] = "koch"  # Koch et al. and the report's variants, a residual or a plain tower
     channels: tuple[int, ...] = (64, 128, 128, 256)
     kernels: tuple[int, ...] = (10, 7, 4, 4)  # koch only
     pools: tuple[bool, ...] = (True, True, True, False)  # koch only
-    blocks: tuple[int, ...] = ()  # resnet only: residual blocks per stage
+    blocks: tuple[int, ...] = ()  # resnet: residual blocks per stage; plain: 3x3 convolutions per stage
     pooling: Literal["avg", "flatten"] = "avg"  # resnet only: global average, or every position of the last map
     batchnorm: bool = True
     dropout: float = 0.0
     embedding: int = 4096
     head: Literal["l1", "cosine"] = "l1"  # weighted L1 (Koch et al.), or logistic regression on the cosine
     init: Literal["report", "koch", "torch"] = "report"  # weights N(0, 0.01); the paper's; PyTorch's defaults
+    flip_average: bool = False  # in eval mode (so in the exported graph) embed as the mean of the image's and its mirror's
 
     RULES: ClassVar[Rules] = {
         "channels": (_positive, "one or more widths >= 1"),
@@ -49,7 +50,7 @@ class ModelConfig:
         check_fields(self, "model.", self.RULES)
         if self.tower == "koch" and not len(self.channels) == len(self.kernels) == len(self.pools):
             self._mismatch("channels, kernels and pools need one entry per layer")
-        if self.tower == "resnet" and (len(self.blocks) != len(self.channels) or not _positive(self.blocks)):
+        if self.tower != "koch" and (len(self.blocks) != len(self.channels) or not _positive(self.blocks)):
             self._mismatch("blocks needs one count >= 1 per stage of channels")
 
     def _mismatch(self, rule: str) -> None:
@@ -66,13 +67,16 @@ class ModelConfig:
 class SiameseNet(nn.Module):
     """Twin towers with shared weights and a head: forward(a, b) returns the logit of "same person"."""
 
-    def __init__(self, tower: nn.Module, head: nn.Module) -> None:
+    def __init__(self, tower: nn.Module, head: nn.Module, flip_average: bool = False) -> None:
         super().__init__()
         self.tower = tower
         self.head = head
+        self.flip_average = flip_average
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """One embedding per image."""
+        """One embedding per image; in eval mode with `flip_average`, the mean of the image's and its mirror's."""
+        if self.flip_average and not self.training:
+            return (self.tower(x) + self.tower(torch.flip(x, dims=(3,)))) / 2
         return self.tower(x)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -116,9 +120,11 @@ def build_model(cfg: ModelConfig, spec: Preprocess) -> SiameseNet:
         tower: nn.Module = KochTower(
             spec.channels, spec.size, cfg.channels, cfg.kernels, cfg.pools, cfg.batchnorm, cfg.dropout, cfg.embedding
         )
+    elif cfg.tower == "plain":
+        tower = PlainTower(spec.channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, spec.size)
     else:
         tower = ResNetTower(spec.channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, cfg.pooling, spec.size)
     head = L1Head(cfg.embedding) if cfg.head == "l1" else CosineHead(cfg.embedding)
-    model = SiameseNet(tower, head)
+    model = SiameseNet(tower, head, cfg.flip_average)
     _initialise(model, cfg.init)
     return model

@@ -125,3 +125,31 @@ class ResNetTower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.stages(self.stem(x)))
         return self.bn(self.embed(self.drop(x).flatten(1)))
+
+
+class PlainTower(nn.Module):
+    """A plain (VGG-style) tower: per stage, 3x3 convolutions with BatchNorm and ReLU at full resolution, then a
+    2x2 max-pool between stages; the last map flattened (BatchNorm, dropout) into a linear embedding with BatchNorm.
+    """
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], convs: tuple[int, ...], embedding: int,
+                 dropout: float, input_size: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin, side = in_channels, input_size
+        for stage, (cout, count) in enumerate(zip(channels, convs, strict=True)):
+            if stage > 0:
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+            for _ in range(count):
+                layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+                cin = cout
+        if side < 1:
+            raise ValueError(f"input size {input_size} is too small for {len(channels)} stages")
+        self.features = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.embed = nn.Linear(cin * side * side, embedding, bias=False)
+        self.bn = nn.BatchNorm1d(embedding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.embed(self.drop(self.features(x)).flatten(1)))

@@ -24,7 +24,8 @@ from verify_cli.preprocess import Preprocess
 LITERALS = [(cls, f.name) for cls in (TrainConfig, ModelConfig) for f in fields(cls)
             if get_origin(hints(cls)[f.name]) is Literal]
 
-# what `TrainConfig.as_dict()` of fv-flat-50 wrote before input size, input channels and flip_average were retired
+# what `TrainConfig.as_dict()` of fv-flat-50 wrote before input size and input channels were retired (and before
+# flip_average, retired once at False, came back as a field)
 OLD_FV_FLAT_50 = {
     "preset": "fv-flat-50",
     "model": {"tower": "resnet", "channels": [32, 64, 128, 256], "kernels": [10, 7, 4, 4],
@@ -53,13 +54,13 @@ def test_a_value_outside_a_closed_set_names_the_field_and_every_allowed_value(cl
     message = error.value.message
     assert f"{name} '{allowed[0]}x'" in message and all(repr(a) in message for a in allowed), message
     for value in allowed:  # and every allowed one is accepted
-        _make(cls, **{name: value}, **({"blocks": (1, 1, 1, 1)} if value == "resnet" else {}))
+        _make(cls, **{name: value}, **({"blocks": (1, 1, 1, 1)} if value in ("resnet", "plain") else {}))
 
 
 def test_the_closed_sets_are_the_ones_the_code_handles() -> None:
     assert get_args(Protocol) == ("restricted", "unrestricted") and set(OBJECTIVES) == set(get_args(Protocol))
     assert {n for _, n in LITERALS} == {"protocol", "optimizer", "schedule", "monitor", "tower", "pooling", "head",
-                                        "init", "faces"}
+                                        "init", "faces", "precision"}
     assert get_args(Faces) == ("funneled", "aligned")
 
 
@@ -115,7 +116,6 @@ def test_the_bundled_models_training_config_loads_as_the_default_preset() -> Non
 
 
 @pytest.mark.parametrize(("key", "value", "words"), [
-    ("flip_average", True, "model.flip_average=True can no longer be loaded"),
     ("input_size", 64, ("model.input_size=64 can no longer be loaded (the input size is stored once, as "
      "preprocess.size; only 80 is accepted)")),
     ("input_channels", 1, "only 3 is accepted"),

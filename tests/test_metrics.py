@@ -198,3 +198,19 @@ def test_kfold_two_folds_hand_worked() -> None:
 def test_kfold_needs_two_folds() -> None:
     with pytest.raises(ValueError, match="two folds"):
         metrics.kfold_accuracy(np.array([0.1, 0.9]), np.array([False, True]), np.array([0, 0]))
+
+
+def test_accuracy_se_is_the_binomial_standard_error() -> None:
+    assert metrics.accuracy_se(0.9, 400) == pytest.approx(0.015)  # sqrt(0.9 * 0.1 / 400), worked by hand
+    assert math.isnan(metrics.accuracy_se(0.9, 0))
+
+
+def test_auc_se_matches_the_spread_of_simulated_aucs() -> None:
+    """Hanley and McNeil derive their formula for exponential scores: positives Exp(rate 1/4) against negatives
+    Exp(rate 1) have AUC 1 / (1 + 1/4) = 0.8. 4,000 simulated studies of 50 + 50 give the AUC's real spread."""
+    rng = np.random.default_rng(0)
+    pos, neg = rng.exponential(4.0, (4000, 50)), rng.exponential(1.0, (4000, 50))
+    aucs = (pos[:, :, None] > neg[:, None, :]).mean((1, 2))
+    assert aucs.mean() == pytest.approx(0.8, abs=0.005)
+    assert metrics.auc_se(0.8, 50, 50) == pytest.approx(aucs.std(), rel=0.05)
+    assert math.isnan(metrics.auc_se(0.8, 0, 50))

@@ -62,3 +62,27 @@ def test_flatten_pooling_keeps_every_position(size: int) -> None:
     assert tower.embed.in_features == cfg.channels[-1] * side * side  # one weight per position and channel
     with torch.no_grad():
         assert tower(torch.rand(2, 3, size, size)).shape == (2, cfg.embedding)
+
+
+def test_plain_tower_keeps_full_resolution_until_each_pool() -> None:
+    cfg = PRESETS["fv-plain"]
+    tower = build_model(cfg.model, cfg.preprocess).tower
+    convs = [m for m in tower.features if isinstance(m, torch.nn.Conv2d)]
+    pools = [m for m in tower.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs) and len(pools) == 3
+    assert tower.embed.in_features == 256 * 8 * 8  # 64 -> 32 -> 16 -> 8 after three pools
+
+
+def test_flip_average_mirrors_in_eval_mode_only() -> None:
+    cfg = PRESETS["fv-plain"]
+    model = build_model(cfg.model, cfg.preprocess)
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        model.eval()
+        mirrored = torch.flip(x, dims=(3,))  # left-right
+        expected = (model.tower(x) + model.tower(mirrored)) / 2
+        assert torch.allclose(model.embed(x), expected, atol=1e-6)
+        assert torch.allclose(model.embed(mirrored), model.embed(x), atol=1e-5)  # a mirror image embeds the same
+        model.train()
+        assert torch.equal(model.embed(x), model.tower(x))

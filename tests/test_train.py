@@ -19,7 +19,17 @@ from models.heads import CosineHead
 from train import checkpoint, loop, report
 from train.__main__ import run
 from train.config import get_preset
-from train.data import augment, identity_batches, make_data, photometric, protocol_splits, split_pairs, split_people
+from train.data import (
+    augment,
+    identity_batches,
+    identity_steps,
+    make_data,
+    photometric,
+    protocol_splits,
+    shift_and_flip,
+    split_pairs,
+    split_people,
+)
 from train.losses import CosFace, in_batch_pair_loss
 from train.objectives import IdentityObjective
 from verify_cli import modelmeta
@@ -63,6 +73,21 @@ def test_augment_keeps_shape_and_is_seeded() -> None:
     assert torch.equal(a, augment(x, torch.Generator().manual_seed(1)))
 
 
+def test_shift_and_flip_moves_whole_pixels_repeats_edges_and_mirrors() -> None:
+    x = torch.rand(64, 2, 6, 7)
+    out = shift_and_flip(x, torch.Generator().manual_seed(2), 2)
+    assert torch.equal(out, shift_and_flip(x, torch.Generator().manual_seed(2), 2))
+    flips = 0
+    for img, moved in zip(x.numpy(), out.numpy(), strict=True):
+        padded = np.pad(img, ((0, 0), (2, 2), (2, 2)), mode="edge")
+        windows = {(dy, dx): padded[:, 2 - dy : 8 - dy, 2 - dx : 9 - dx] for dy in range(-2, 3) for dx in range(-2, 3)}
+        found = [(dy, dx, flip) for (dy, dx), window in windows.items() for flip in (False, True)
+                 if np.array_equal(moved, window[:, :, ::-1] if flip else window)]
+        assert found, "every output is its input moved by at most 2 pixels, perhaps mirrored"
+        flips += found[0][2]
+    assert 16 < flips < 48
+
+
 def test_photometric_jitter_is_seeded_and_greys_some_images() -> None:
     x = torch.rand(64, 3, 16, 16) * 2 - 1
     a = photometric(x, torch.Generator().manual_seed(1), 0.3)
@@ -77,15 +102,29 @@ def _history(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_resume_repeats_an_unbroken_run(data_root: Path, tmp_path: Path) -> None:
-    run("exp9", data_root, tmp_path / "whole", resume=False, epochs=2, seed=3, dry_run=True, threads=0)
-    run("exp9", data_root, tmp_path / "broken", resume=False, epochs=1, seed=3, dry_run=True, threads=0)
+@pytest.mark.parametrize("preset", ["exp9", "fv-plain"])  # pairs, AdamW; identities, one-cycle per step, bf16
+def test_resume_repeats_an_unbroken_run(data_root: Path, tmp_path: Path, preset: str) -> None:
+    run(preset, data_root, tmp_path / "whole", resume=False, epochs=2, seed=3, dry_run=True, threads=0)
+    run(preset, data_root, tmp_path / "broken", resume=False, epochs=1, seed=3, dry_run=True, threads=0)
     assert len(_history(tmp_path / "broken")) == 1
-    run("exp9", data_root, tmp_path / "broken", resume=True, epochs=2, seed=3, dry_run=True, threads=0)
+    run(preset, data_root, tmp_path / "broken", resume=True, epochs=2, seed=3, dry_run=True, threads=0)
     assert _history(tmp_path / "broken") == _history(tmp_path / "whole")
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     broken = json.loads((tmp_path / "broken" / "summary.json").read_text())
     assert whole["validation"] == broken["validation"] and whole["threshold"] == broken["threshold"]
+
+
+@pytest.mark.slow
+def test_with_ema_the_moving_average_is_validated_and_kept(data_root: Path, tmp_path: Path) -> None:
+    run("fv-plain", data_root, tmp_path, resume=False, epochs=1, seed=0, dry_run=True, threads=0,
+        overrides=["ema=0.5"])
+    last, best = checkpoint.load(tmp_path / "last.pt"), checkpoint.load(tmp_path / "best.pt")
+    average = {k.removeprefix("module."): v for k, v in last["ema"].items() if k != "n_averaged"}
+    assert int(last["ema"]["n_averaged"]) >= 1  # one update per optimisation step
+    conv = "tower.features.0.weight"
+    assert torch.equal(best["model"][conv], average[conv]) and not torch.equal(best["model"][conv], last["model"][conv])
+    # finalize refits the head on validation; every other tensor of best.pt is the average, not the raw weights
+    assert all(torch.equal(best["model"][k], average[k]) for k in best["model"] if not k.startswith("head."))
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:
@@ -194,6 +233,24 @@ def test_identity_batches_hold_p_identities_of_k_images() -> None:
         assert labels[single][0] in (2, 4)
         seen += people.tolist()
     assert sorted(seen) == [0, 1, 3, 5]
+    assert identity_steps(labels, 2) == len(batches) and identity_steps(labels, 3) == 2
+
+
+def test_one_cycle_steps_after_every_batch_and_ends_near_zero(data_root: Path) -> None:
+    cfg = get_preset("fv-plain")
+    data = make_data(cfg, LFWRoot.open(data_root), smoke=True)
+    st = loop.build_state(cfg, data, torch.device("cpu"))
+    total = cfg.max_epochs * st.objective.steps()
+    assert st.per_step and st.scheduler.total_steps == total
+    lrs = []
+    for _ in range(total):
+        lrs.append(st.optimizer.param_groups[0]["lr"])
+        st.optimizer.step()
+        st.scheduler.step()
+    peak = int(np.argmax(lrs))
+    assert lrs[peak] == pytest.approx(cfg.lr) and peak == pytest.approx(0.3 * total, abs=1)
+    assert lrs[0] == pytest.approx(cfg.lr / 25) and lrs[-1] < cfg.lr / 1e5
+    assert st.optimizer.param_groups[0]["nesterov"] and st.optimizer.param_groups[0]["momentum"] == 0.9
 
 
 def _sigmoid(x: float) -> float:

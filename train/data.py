@@ -17,6 +17,9 @@ from verify_cli.lfw import LFWRoot, Pair, image_relpath, person_of
 from verify_cli.preprocess import Preprocess, normalize
 
 SMOKE_PAIRS = 12  # pairs per class and split in --dry-run mode
+# mined validation pairs per class from the held-out people (on top of their pairsDevTrain pairs): enough that the
+# pair draw adds little noise (the images are embedded once each, so more pairs cost almost nothing)
+VAL_PAIRS_PER_CLASS = 2000
 
 
 @dataclass
@@ -97,6 +100,12 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Itera
         yield order[start : start + batch_size]
 
 
+def identity_steps(labels: np.ndarray, per_batch: int) -> int:
+    """Batches in an epoch of `identity_batches`: each identity with two or more images once."""
+    _, counts = np.unique(labels, return_counts=True)
+    return max(1, math.ceil(int((counts >= 2).sum()) / per_batch))
+
+
 def identity_batches(
     labels: np.ndarray, per_batch: int, per_identity: int, generator: torch.Generator, singletons: int = 0
 ) -> Iterator[np.ndarray]:
@@ -108,8 +117,7 @@ def identity_batches(
     single = np.array([rows[0] for rows in rows_of.values() if rows.size == 1], dtype=np.int64)
     order = torch.randperm(len(multi), generator=generator).numpy()
     single_order = torch.randperm(single.size, generator=generator).numpy() if singletons else np.zeros(0, np.int64)
-    steps = max(1, math.ceil(len(multi) / per_batch))
-    for step in range(steps):
+    for step in range(identity_steps(labels, per_batch)):
         chosen = [multi[j] for j in order[step * per_batch : (step + 1) * per_batch]]
         rows = []
         for ident in chosen:
@@ -139,6 +147,19 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta = torch.stack([torch.stack([a11 * flip, a12, tx], 1), torch.stack([a21 * flip, a22, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def shift_and_flip(x: torch.Tensor, generator: torch.Generator, pixels: int) -> torch.Tensor:
+    """Each image moved by a random whole number of pixels in [-pixels, pixels] on each axis (edges repeated), and
+    mirrored with probability 1/2."""
+    n, _, h, w = x.shape
+    dx, dy = (torch.randint(-pixels, pixels + 1, (2, n), generator=generator) if pixels else torch.zeros(2, n, dtype=torch.long))
+    flip = torch.rand(n, generator=generator) < 0.5
+    cols = (torch.arange(w).view(1, w) - dx.view(n, 1)).clamp(0, w - 1)
+    cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
+    rows = (torch.arange(h).view(1, h) - dy.view(n, 1)).clamp(0, h - 1)
+    index = torch.arange(n).view(n, 1, 1)
+    return x.permute(0, 2, 3, 1)[index, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
 
 
 def photometric(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:
@@ -219,7 +240,7 @@ def make_data(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False, with_test: bo
     return Data(bank, train, pair_set(bank, splits.val), test)
 
 
-def mined_pairs(people: dict[str, int], among: set[str], seed: int, per_class: int = 500) -> list[Pair]:
+def mined_pairs(people: dict[str, int], among: set[str], seed: int, per_class: int = VAL_PAIRS_PER_CLASS) -> list[Pair]:
     """Extra validation pairs from held-out people: matched pairs of people with 2+ images, random mismatches."""
     rng = np.random.default_rng(seed + 1)
     names = sorted(among)

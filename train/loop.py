@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models import SiameseNet, build_model
 from models.heads import CosineHead
 from models.typed_config import differences
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import Data, ImageBank, PairSet, augment, photometric
+from train.data import Data, ImageBank, PairSet, augment, photometric, shift_and_flip
 from train.objectives import Objective, make_objective
 from verify_cli import metrics
 from verify_cli.errors import FaceverifyError, first_line
@@ -38,21 +39,33 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return cfg.seed * 1_000_003 + epoch
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The context a run's forward passes run in: bfloat16 autocast for precision "bf16", else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of images on the device, channels-last (oneDNN's and cuDNN's fast layout for convolutions)."""
+    return x.to(device).contiguous(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def embed_rows(model: SiameseNet, bank: ImageBank, rows: np.ndarray, spec: Preprocess, device: torch.device,
-               batch_size: int = 256) -> torch.Tensor:
-    """Embeddings (eval mode) for bank rows, in batches."""
+               batch_size: int = 256, precision: str = "fp32") -> torch.Tensor:
+    """Embeddings (eval mode, float32 out) for bank rows, in batches."""
     model.eval()
-    out = [model.embed(bank.batch(rows[s : s + batch_size], spec).to(device)) for s in range(0, rows.size, batch_size)]
+    with autocast(device, precision):
+        out = [model.embed(to_device(bank.batch(rows[s : s + batch_size], spec), device)).float()
+               for s in range(0, rows.size, batch_size)]
     return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()
 def pair_probabilities(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess,
-                       device: torch.device) -> tuple[np.ndarray, float]:
+                       device: torch.device, precision: str = "fp32") -> tuple[np.ndarray, float]:
     """Probability of "same" for each pair, each distinct image embedded once; and the mean BCE loss."""
     rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
-    emb = embed_rows(model, bank, rows, spec, device)
+    emb = embed_rows(model, bank, rows, spec, device, precision=precision)
     n = len(pairs)
     logits = model.score(emb[inverse[:n]], emb[inverse[n:]])
     labels = torch.from_numpy(pairs.labels).to(logits.device)
@@ -68,32 +81,43 @@ class State:
     objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    per_step: bool  # the scheduler steps after every optimisation step (one-cycle), else after every epoch
     history: list[dict[str, Any]]
     best: float
     bad_epochs: int = 0
     done: bool = False
+    ema: AveragedModel | None = None  # exponential moving average of the weights (cfg.ema > 0)
+
+    @property
+    def evaluated(self) -> SiameseNet:
+        """The network that is validated and kept: the weights' moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
     """A fresh run's model, objective, optimiser and schedule, seeded from the configuration."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.preprocess).to(device)
+    model = build_model(cfg.model, cfg.preprocess).to(device, memory_format=torch.channels_last)
     objective = make_objective(cfg, data, device)
     params = list(model.parameters()) + objective.parameters()
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
         )
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.schedule == "cosine":
-        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=cfg.max_epochs
-        )
+    schedules = torch.optim.lr_scheduler
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    if cfg.schedule == "onecycle":
+        scheduler = schedules.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.max_epochs * objective.steps(),
+                                         cycle_momentum=False)
+    elif cfg.schedule == "cosine":
+        scheduler = schedules.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     else:
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+        scheduler = schedules.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     best = math.inf if cfg.monitor == "val_loss" else -math.inf
-    return State(model, objective, optimizer, scheduler, [], best)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    return State(model, objective, optimizer, scheduler, cfg.schedule == "onecycle", [], best, ema=ema)
 
 
 def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
@@ -101,6 +125,7 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
         "format": checkpoint.FORMAT,
         "config": cfg.as_dict(),
         "model": st.model.state_dict(),
+        "ema": st.ema.state_dict() if st.ema is not None else None,
         "optimizer": st.optimizer.state_dict(),
         "scheduler": st.scheduler.state_dict(),
         "identity_loss": st.objective.state_dict(),
@@ -125,6 +150,8 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
         )
     try:
         st.model.load_state_dict(saved["model"])
+        if st.ema is not None:
+            st.ema.load_state_dict(saved["ema"])
         st.optimizer.load_state_dict(saved["optimizer"])
         st.scheduler.load_state_dict(saved["scheduler"])
         st.objective.load_state_dict(saved["identity_loss"])
@@ -140,12 +167,20 @@ def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device
     x = data.bank.batch(st.objective.images(rows), cfg.preprocess)
     if cfg.augment:
         x = augment(x, gen)
+    if cfg.shift:
+        x = shift_and_flip(x, gen, cfg.shift)
     if cfg.color > 0:
         x = photometric(x, gen, cfg.color)
-    loss, acc = st.objective.loss(st.model, st.model.embed(x.to(device)), rows)
+    with autocast(device, cfg.precision):
+        emb = st.model.embed(to_device(x, device))
+    loss, acc = st.objective.loss(st.model, emb.float(), rows)  # losses in float32 whatever the precision
     st.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     st.optimizer.step()
+    if st.ema is not None:
+        st.ema.update_parameters(st.model)
+    if st.per_step:
+        st.scheduler.step()
     return loss.item(), acc
 
 
@@ -156,11 +191,10 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
     torch.manual_seed(seed)  # dropout
     gen = torch.Generator().manual_seed(seed)  # order and augmentation
     st.model.train()
-    steps, batch_rows = st.objective.batches(gen)
-    task = progress.add_task(f"epoch {epoch}", total=steps)
+    task = progress.add_task(f"epoch {epoch}", total=st.objective.steps())
     total_loss = total_acc = 0.0
     count = 0
-    for rows in batch_rows:
+    for rows in st.objective.batches(gen):
         loss, acc = train_step(cfg, st, data, rows, device, gen)
         total_loss += loss * len(rows)
         total_acc += acc * len(rows)
@@ -168,6 +202,13 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
         progress.update(task, advance=1, description=f"epoch {epoch} loss {total_loss / count:.4f}")
     progress.remove_task(task)
     return total_loss / max(count, 1), total_acc / max(count, 1)
+
+
+def validation_se(accuracy: float, auc: float, pairs: PairSet) -> dict[str, float]:
+    """Standard errors beside the validation figures, so that two presets' figures can be told apart (or not)."""
+    positives = int((pairs.labels > 0.5).sum())
+    return {"accuracy_se": metrics.accuracy_se(accuracy, len(pairs)),
+            "roc_auc_se": metrics.auc_se(auc, positives, len(pairs) - positives)}
 
 
 def _improved(cfg: TrainConfig, value: float, best: float) -> bool:
@@ -198,9 +239,10 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
             epoch = len(st.history) + 1
             start = time.perf_counter()
             train_loss, train_acc = _train_epoch(cfg, st, data, device, epoch, progress)
-            lr = st.optimizer.param_groups[0]["lr"]
-            st.scheduler.step()
-            probs, val_loss = pair_probabilities(st.model, data.bank, data.val, cfg.preprocess, device)
+            lr = st.optimizer.param_groups[0]["lr"]  # one-cycle: the epoch's last step's
+            if not st.per_step:
+                st.scheduler.step()
+            probs, val_loss = pair_probabilities(st.evaluated, data.bank, data.val, cfg.preprocess, device, cfg.precision)
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -211,11 +253,12 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
                 "lr": lr,
                 "seconds": time.perf_counter() - start,
             }
+            row["val_auc_se"] = validation_se(row["val_accuracy"], row["val_auc"], data.val)["roc_auc_se"]
             st.history.append(row)
             value = row[cfg.monitor]
             if _improved(cfg, value, st.best):
                 st.best, st.bad_epochs = value, 0
-                checkpoint.save(_best_dict(cfg, st.model, row), run_dir / BEST)
+                checkpoint.save(_best_dict(cfg, st.evaluated, row), run_dir / BEST)
             else:
                 st.bad_epochs += 1
             st.done = st.bad_epochs >= cfg.patience or epoch >= cfg.max_epochs
@@ -265,6 +308,7 @@ def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Pre
     a, b = emb[inverse[:n]], emb[inverse[n:]]
     labels = torch.from_numpy(pairs.labels).to(emb.device)
     head = model.head
+    head.restart()  # a convex fit from a fixed start: best.pt's head may already be calibrated by an earlier finalize
     optimizer = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -281,6 +325,12 @@ def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Pre
 def faces_summary(cfg: TrainConfig, bank: ImageBank) -> dict[str, Any]:
     """How the run's images became pixels, and which of them had no face found (read with the fixed centre crop)."""
     return {"mode": cfg.faces, "images": len(bank.paths), "no_face": len(bank.no_face), "no_face_images": bank.no_face}
+
+
+def validation_summary(probs: np.ndarray, loss: float, pairs: PairSet, threshold: float) -> dict[str, Any]:
+    """The validation figures at the chosen threshold, with standard errors."""
+    report = metrics.report(probs, pairs.labels, threshold).as_dict()
+    return {"loss": loss, **report, **validation_se(report["accuracy"], report["roc_auc"], pairs)}
 
 
 def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
@@ -308,7 +358,7 @@ def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
         "threshold": threshold,
         "threshold_rule": "accuracy-maximising threshold on the validation pairs"
         + (" (cosine head calibrated on the same pairs)" if isinstance(model.head, CosineHead) else ""),
-        "validation": {"loss": val_loss, **metrics.report(val_probs, data.val.labels, threshold).as_dict()},
+        "validation": validation_summary(val_probs, val_loss, data.val, threshold),
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
         "faces": faces_summary(cfg, data.bank),

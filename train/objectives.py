@@ -19,7 +19,7 @@ from torch import nn
 
 from models import SiameseNet
 from train.config import Protocol, TrainConfig
-from train.data import Data, Identities, PairSet, batches, identity_batches
+from train.data import Data, Identities, PairSet, batches, identity_batches, identity_steps
 from train.losses import CosFace, in_batch_pair_loss
 
 
@@ -38,8 +38,12 @@ class Objective(ABC):
         return []
 
     @abstractmethod
-    def batches(self, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
-        """One epoch's batches of training rows drawn from `gen`, and their count when known ahead."""
+    def steps(self) -> int:
+        """How many batches an epoch has."""
+
+    @abstractmethod
+    def batches(self, gen: torch.Generator) -> Iterator[np.ndarray]:
+        """One epoch's `steps()` batches of training rows, drawn from `gen`."""
 
     @abstractmethod
     def images(self, rows: np.ndarray) -> np.ndarray:
@@ -69,8 +73,11 @@ class PairsObjective(Objective):
             raise TypeError("the pairs objective trains on pairs")
         return cls(data.train, cfg.batch_size)
 
-    def batches(self, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
-        return math.ceil(len(self.pairs) / self.batch_size), batches(len(self.pairs), self.batch_size, gen)
+    def steps(self) -> int:
+        return math.ceil(len(self.pairs) / self.batch_size)
+
+    def batches(self, gen: torch.Generator) -> Iterator[np.ndarray]:
+        return batches(len(self.pairs), self.batch_size, gen)
 
     def images(self, rows: np.ndarray) -> np.ndarray:
         return np.concatenate([self.pairs.left[rows], self.pairs.right[rows]])
@@ -102,9 +109,12 @@ class IdentityObjective(Objective):
     def parameters(self) -> list[nn.Parameter]:
         return list(self.cosface.parameters())
 
-    def batches(self, gen: torch.Generator) -> tuple[int | None, Iterator[np.ndarray]]:
+    def steps(self) -> int:
+        return identity_steps(self.identities.labels, self.cfg.identities_per_batch)
+
+    def batches(self, gen: torch.Generator) -> Iterator[np.ndarray]:
         cfg = self.cfg
-        return None, identity_batches(
+        return identity_batches(
             self.identities.labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch
         )
 

@@ -43,6 +43,21 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2)  # the trapezoid rule, on NumPy 1.x and 2.x
 
 
+def accuracy_se(accuracy: float, pairs: int) -> float:
+    """Binomial standard error of an accuracy over `pairs` independent pairs (pairs that share people are not
+    independent, so this is a lower bound)."""
+    return math.sqrt(accuracy * (1 - accuracy) / pairs) if pairs else math.nan
+
+
+def auc_se(auc: float, positives: int, negatives: int) -> float:
+    """Hanley and McNeil's (1982) standard error of a ROC AUC over independent positives and negatives."""
+    if not positives or not negatives:
+        return math.nan
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    return math.sqrt(max(variance, 0.0) / (positives * negatives))
+
+
 def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
     """The error rate where false accepts equal false rejects (linear interpolation on the ROC)."""
     fpr, tpr, _ = roc_curve(scores, labels)
