@@ -296,3 +296,14 @@ def test_default_preset_exports_with_parity(default_run: dict, data_root: Path, 
     assert result.parity.passed and result.parity.decisions_differ == 0
     assert json.loads(result.metadata[modelmeta.K_INPUT]) == {"channels": 3, "height": 80, "width": 80}
     assert modelmeta.K_DEVTEST not in result.metadata
+
+
+def test_validation_pairs_written_as_view1_parse_back(tmp_path: Path) -> None:
+    from train.validate import view1_text
+    from verify_cli.lfw import Pair, parse_pairs
+
+    pairs = [Pair("A_B/A_B_0001.jpg", "A_B/A_B_0003.jpg", True), Pair("C/C_0002.jpg", "C/C_0010.jpg", True),
+             Pair("A_B/A_B_0002.jpg", "D/D_0001.jpg", False)]
+    (tmp_path / "val.txt").write_text(view1_text(pairs))
+    assert [(p.left, p.right, p.same) for p in parse_pairs(tmp_path / "val.txt")] == [
+        (p.left, p.right, p.same) for p in (pairs[0], pairs[2])]  # one pair of each class: the smaller class's count
