@@ -307,3 +307,19 @@ def test_validation_pairs_written_as_view1_parse_back(tmp_path: Path) -> None:
     (tmp_path / "val.txt").write_text(view1_text(pairs))
     assert [(p.left, p.right, p.same) for p in parse_pairs(tmp_path / "val.txt")] == [
         (p.left, p.right, p.same) for p in (pairs[0], pairs[2])]  # one pair of each class: the smaller class's count
+
+
+def test_experiments_table_reads_runs_and_keeps_the_reports_figures(tmp_path: Path) -> None:
+    from train.experiments import table
+
+    history = [{"epoch": e, "val_loss": loss, "val_accuracy": 0.6 + e / 100, "val_auc": 0.7, "seconds": 60.0}
+               for e, loss in enumerate([0.9, 0.7, 0.8] + [0.75] * 20, start=1)]
+    (tmp_path / "exp9").mkdir()
+    (tmp_path / "exp9" / "history.json").write_text(json.dumps(history))
+    (tmp_path / "exp9" / "summary.json").write_text(json.dumps({"epochs_run": 23, "test": {"accuracy": 0.655, "roc_auc": 0.71}}))
+    (tmp_path / "exp1").mkdir()
+    (tmp_path / "exp1" / "history.json").write_text(json.dumps(history[:5]))  # still running: no summary for 5
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table(tmp_path).splitlines()[2:]}
+    assert rows["exp9"][1:9] == ["23 (of 200)", "patience", "2", "23", "0.700", "62.0", "65.5", "0.710"]
+    assert rows["exp1"][1:3] == ["5 (of 200)", "running"] and rows["exp1"][-4:-1] == ["0.539", "72.3", "70.4"]
+    assert rows["exp3"][1] == "not run (of 200)" and len(rows) == 10
