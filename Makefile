@@ -7,12 +7,13 @@ PRESET  ?= default
 RUN     ?= runs/$(PRESET)
 THREADS ?= 1# one thread: the same seed gives bit-identical weights on a machine; 0 uses every core (faster)
 MODEL   ?= $(RUN)/faceverify.onnx
+INT8     = $(MODEL:.onnx=.int8.onnx)# the int8 sibling `make export` writes beside the model
 ASSET   := verify_cli/assets/faceverify.onnx
 IMAGES  := $(DATA)/lfw-py/lfw-deepfunneled
 FETCH_ARGS ?=# more options for `python -m train.fetch`, e.g. --url MIRROR --checksums FILE
 FETCH    = $(strip $(PY) -m train.fetch --data-root $(DATA) --look-in $(LOCAL_LFW) $(FETCH_ARGS))
 
-.PHONY: setup data train export evaluate bundle test test-quick bench lint clean
+.PHONY: setup data train export int8 evaluate bundle test test-quick bench lint clean
 
 setup: .venv/.installed
 
@@ -39,8 +40,15 @@ export: setup | $(IMAGES)
 evaluate: setup | $(IMAGES)
 	.venv/bin/faceverify evaluate --model $(MODEL) --data-root $(DATA)
 
-bundle: $(MODEL)
-	cp $(MODEL) $(ASSET).tmp && mv $(ASSET).tmp $(ASSET)  # never a half-copied bundled model
+# the int8 model of $(MODEL), when it has none or an older one (the bundled one: make int8 MODEL=$(ASSET))
+int8: $(INT8)
+
+$(INT8): $(MODEL) | setup $(IMAGES)
+	$(PY) -m export.quantize --model $(MODEL) --data-root $(DATA)
+
+bundle: $(MODEL) $(INT8)
+	cp $(MODEL) $(ASSET).tmp && cp $(INT8) $(ASSET:.onnx=.int8.onnx).tmp  # never a half-copied bundled model
+	mv $(ASSET).tmp $(ASSET) && mv $(ASSET:.onnx=.int8.onnx).tmp $(ASSET:.onnx=.int8.onnx)
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,8 +1,11 @@
-"""`python -m export --checkpoint RUN/best.pt --out RUN/faceverify.onnx`: the export stage's thin entry point."""
+"""`python -m export --checkpoint RUN/best.pt --out RUN/faceverify.onnx`: the export stage's thin entry point.
+
+It writes the fp32 model (proven equal to PyTorch), then its int8 sibling RUN/faceverify.int8.onnx (checked against
+fp32 on the same validation pairs) unless --no-int8.
+"""
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,14 +13,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError
+from export.entry import entry_point
 from verify_cli.lfw import resolve_data_root
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @app.command()
@@ -31,26 +30,30 @@ def main(
     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Smoke mode: parity on a handful of real pairs, seconds.")
+        bool, typer.Option("--dry-run", help="Smoke mode: parity on a handful of real pairs, seconds (int8 limits "
+                                             "reported, not enforced).")
     ] = False,
+    int8: Annotated[bool, typer.Option(
+        "--int8/--no-int8", help="Also write the int8 model beside --out (NAME.int8.onnx), calibrated and checked on "
+                                 "the same validation pairs; refused when it decides unlike fp32.")] = True,
 ) -> None:
-    """Export a finalized checkpoint to ONNX, proven equal to PyTorch on the run's real LFW validation pairs."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed export still removes its temporary file
+    """Export a finalized checkpoint to ONNX, proven equal to PyTorch on the run's real LFW validation pairs, and its
+    int8 sibling."""
     console = Console(stderr=True)
-    try:
+    with entry_point():
         from export.config import ExportConfig
         from export.pipeline import export_model
-        from export.summary import summary_table
+        from export.summary import int8_table, summary_table
 
         config = ExportConfig(opset=opset, pairs=pairs, dry_run=dry_run)
-        result = export_model(checkpoint, out, resolve_data_root(data_root), config, console)
-    except FaceverifyError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: no model written", err=True)
-        raise typer.Exit(130) from None
-    console.print(summary_table(result))
+        root = resolve_data_root(data_root)
+        result = export_model(checkpoint, out, root, config, console)
+        console.print(summary_table(result))
+        if int8:
+            from export.quantize import quantize_model
+            from verify_cli.runtime import precision_paths
+
+            console.print(int8_table(quantize_model(out, precision_paths(out)["int8"], root, config, console)))
     print(result.model_path)
 
 

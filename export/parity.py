@@ -35,8 +35,31 @@ def parity_pairs(cfg: TrainConfig, lfw: LFWRoot, config: ExportConfig) -> list[P
     return pairs
 
 
+def pairs_source(cfg: TrainConfig) -> str:
+    """Where the validation pairs come from, in words (for the reports and the metadata)."""
+    return (f"validation pairs of preset {cfg.preset} ({cfg.protocol} protocol, val_fraction {cfg.val_fraction}, "
+            f"seed {cfg.seed}, faces {cfg.faces})")
+
+
+class Judged:
+    """A report judged by the limits it carries: `failures` says what misses them; `passed` when nothing does."""
+
+    def failures(self) -> list[str]:
+        """Each figure beyond its limit, in words."""
+        raise NotImplementedError
+
+    @property
+    def passed(self) -> bool:
+        """True when every figure is within its limit."""
+        return not self.failures()
+
+    def as_dict(self) -> dict:
+        """Plain dictionary for the metadata and the JSON reports."""
+        return {**asdict(self), "passed": self.passed}
+
+
 @dataclass(frozen=True)
-class ParityReport:
+class ParityReport(Judged):
     """What was measured, on what, and against which tolerances; `passed` only if every figure is within them."""
 
     pairs: int
@@ -65,15 +88,6 @@ class ParityReport:
         if self.decisions_differ:
             out.append(f"{self.decisions_differ} of {self.pairs} decisions differ at threshold {self.threshold:.6g}")
         return out
-
-    @property
-    def passed(self) -> bool:
-        """True when every figure is within its tolerance and every decision agrees."""
-        return not self.failures()
-
-    def as_dict(self) -> dict:
-        """Plain dictionary for the metadata and the JSON report."""
-        return {**asdict(self), "passed": self.passed}
 
 
 def _batches(n: int, size: int) -> list[slice]:

@@ -14,7 +14,7 @@ from rich.console import Console
 from export.config import ExportConfig
 from export.metadata import add_parity, build_metadata, set_metadata
 from export.onnx_graph import check_graph, export_graph
-from export.parity import ParityReport, measure_parity, parity_pairs
+from export.parity import ParityReport, measure_parity, pairs_source, parity_pairs
 from models import SiameseNet
 from train import checkpoint
 from train.config import TrainConfig
@@ -69,7 +69,7 @@ def _check_output(out: Path) -> None:
     check_output(out)
 
 
-def _check_roundtrip(path: str, props: dict[str, str]) -> None:
+def check_roundtrip(path: str | os.PathLike, props: dict[str, str]) -> None:
     """Open the finished file the way the CLI does and insist its metadata reads back unchanged."""
     got = Model(path, provider="cpu").info.props
     if got != props:
@@ -92,8 +92,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
     saved, cfg, model = load_finalized(checkpoint_path)
     lfw = LFWRoot.open(data_root)
     pairs = parity_pairs(cfg, lfw, config)
-    source = (f"validation pairs of preset {cfg.preset} ({cfg.protocol} protocol, "
-              f"val_fraction {cfg.val_fraction}, seed {cfg.seed}, faces {cfg.faces})")
+    source = pairs_source(cfg)
     built: dict[str, Any] = {}
 
     def build(tmp: str) -> None:
@@ -118,7 +117,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         check_graph(tmp)
-        _check_roundtrip(tmp, props)
+        check_roundtrip(tmp, props)
         built.update(report=report, props=props)
 
     with atomic_path(out) as tmp:

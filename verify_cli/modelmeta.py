@@ -8,6 +8,7 @@ so each distinct image is embedded once and any pairing is scored afterwards.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ K_PARITY = "faceverify.parity"  # PyTorch vs ONNX Runtime figures (JSON)
 K_VERSIONS = "faceverify.versions"  # {"torch", "onnx", "onnxruntime", "faceverify"}
 K_CREATED = "faceverify.created"  # ISO 8601 UTC
 K_COMMIT = "faceverify.git_commit"
+K_PRECISION = "faceverify.precision"  # "int8" in a quantized model; absent (fp32) in the model as trained
+K_QUANTIZATION = "faceverify.quantization"  # how it was quantized, and its agreement with fp32 on validation (JSON)
+PRECISIONS = ("fp32", "int8")
 
 REQUIRED = (K_FORMAT, K_PREPROCESS, K_EMBEDDING, K_THRESHOLD)
 
@@ -46,6 +50,26 @@ class ModelInfo:
     embedding_size: int
     threshold: float
     props: dict[str, str]
+
+    @property
+    def precision(self) -> str:
+        """fp32 (the model as trained) or int8 (its statically quantized sibling)."""
+        return self.props.get(K_PRECISION, "fp32")
+
+    @property
+    def quantization(self) -> dict:
+        """How an int8 model was made and how it agrees with fp32 (K_QUANTIZATION); empty when absent or unreadable."""
+        try:
+            made = json.loads(self.props.get(K_QUANTIZATION, "{}"))
+        except ValueError:
+            return {}
+        return made if isinstance(made, dict) else {}
+
+    @property
+    def fp32_identity(self) -> str | None:
+        """For an int8 model: the identity (file SHA-256) of the fp32 model it was made from, as recorded."""
+        source = self.quantization.get("fp32_model")
+        return source.get("identity") if isinstance(source, dict) else None
 
 
 def parse(props: dict[str, str], source: str) -> ModelInfo:
@@ -63,4 +87,6 @@ def parse(props: dict[str, str], source: str) -> ModelInfo:
         raise FaceverifyError(f"{source}: invalid faceverify metadata ({exc})") from None
     if embedding < 1 or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
         raise FaceverifyError(f"{source}: invalid faceverify metadata (embedding {embedding}, threshold {threshold})")
+    if props.get(K_PRECISION, "fp32") not in PRECISIONS:
+        raise FaceverifyError(f"{source}: invalid faceverify metadata (precision {props[K_PRECISION]!r})")
     return ModelInfo(preprocess, embedding, threshold, dict(props))

@@ -16,11 +16,24 @@ from verify_cli.errors import FaceverifyError, first_line, require_file
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 BUNDLED_MODEL = "faceverify.onnx"
+INT8_SUFFIX = ".int8.onnx"
+# ONNX Runtime runs QDQ int8 models with integer kernels on the CPU provider; on NVIDIA GPUs it does so through
+# TensorRT, not the CUDA provider (onnxruntime.ai/docs/performance/model-optimizations/quantization.html)
+INT8_CPU_ONLY = "int8 models run on the CPU provider only; use --provider cpu (or auto), or --precision fp32 for CUDA"
 
 
 def bundled_model_path() -> Path:
     """The default model that ships inside the package."""
     return Path(str(resources.files("verify_cli") / "assets" / BUNDLED_MODEL))
+
+
+def precision_paths(path: Path) -> dict[str, Path]:
+    """The fp32 model and its int8 sibling, named alike: faceverify.onnx and faceverify.int8.onnx (from either)."""
+    name = path.name
+    if name.endswith(INT8_SUFFIX):
+        return {"fp32": path.with_name(name[: -len(INT8_SUFFIX)] + ".onnx"), "int8": path}
+    base = path.stem if path.suffix == ".onnx" else name
+    return {"fp32": path, "int8": path.with_name(base + INT8_SUFFIX)}
 
 
 def _may_have_gpu() -> bool:
@@ -86,6 +99,11 @@ class Model:
         if provider == "cuda" and self.provider != PROVIDERS["cuda"]:
             raise FaceverifyError("provider cuda: CUDA is not usable on this machine (no GPU or CUDA libraries)")
         self.info = modelmeta.parse(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        if self.info.precision == "int8" and self.provider != PROVIDERS["cpu"]:
+            if provider == "cuda":
+                raise FaceverifyError(f"{self.path}: {INT8_CPU_ONLY}")
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=[PROVIDERS["cpu"]])
+            self.provider = PROVIDERS["cpu"]
         self._check_graph()
 
     def _check_file(self) -> None:

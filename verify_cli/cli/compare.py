@@ -12,6 +12,8 @@ from verify_cli.cli import render
 from verify_cli.cli.options import (
     ModelOption,
     NoDetectOption,
+    Precision,
+    PrecisionOption,
     Provider,
     ProviderOption,
     SaveCropsOption,
@@ -53,6 +55,7 @@ def compare(
              "applies to both photos; given twice, the first is for A and the second for B.")] = None,
     save_crops: SaveCropsOption = None,
     model: ModelOption = None,
+    precision: PrecisionOption = Precision.fp32,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Compare two face photos: probability of 'same person', decision, threshold and provider.
@@ -70,13 +73,13 @@ def compare(
     if pairs_file is not None:
         if image_a is not None or image_b is not None:
             raise FaceverifyError("give either two images A B or --pairs-file LIST, not both")
-        code = compare_many(pairs_file, out, threshold, as_json, model, provider, options)
+        code = compare_many(pairs_file, out, threshold, as_json, model, provider, options, precision)
     else:
         if image_a is None or image_b is None:
             raise FaceverifyError("compare needs two images (faceverify compare A B) or --pairs-file LIST")
         if out is not None:
             raise FaceverifyError("--out goes with --pairs-file; for one pair the result is printed")
-        code = compare_two(image_a, image_b, threshold, as_json, model, provider, options)
+        code = compare_two(image_a, image_b, threshold, as_json, model, provider, options, precision)
     if code != EXIT_SAME:
         raise typer.Exit(code)
 
@@ -96,12 +99,13 @@ def _face_text(record: dict | None) -> str:
 
 
 def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: bool,
-                model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None]) -> int:
+                model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None],
+                precision: Precision = Precision.fp32) -> int:
     """Score one pair and print the result; returns the exit code (0 same, 1 different)."""
     import numpy as np
 
     started = time.perf_counter()
-    model = load_model(model_path, provider)
+    model = load_model(model_path, provider, precision)
     t, source = resolve_threshold(threshold, model)
     no_detect, faces_wanted, crops = options
     readers: list[FaceReader] = [face_reader(model, no_detect, wanted, crops) for wanted in faces_wanted]
@@ -144,7 +148,8 @@ def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: 
 
 
 def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_json: bool,
-                 model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None]) -> int:
+                 model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None],
+                 precision: Precision = Precision.fp32) -> int:
     """Score every pair of a list (each distinct image embedded once); returns 0 if all same, else 1."""
     from verify_cli.outputs import write_atomic
     from verify_cli.pairlist import read_path_pairs
@@ -163,7 +168,7 @@ def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_
             require_file(Path(key), "an image file")
         except FaceverifyError as exc:
             raise FaceverifyError(f"{name}:{first_seen[key]}: {exc.message}") from None
-    model = load_model(model_path, provider)
+    model = load_model(model_path, provider, precision)
     t, source = resolve_threshold(threshold, model)
     no_detect, faces_wanted, crops = options
     reader = face_reader(model, no_detect, faces_wanted[0], crops)

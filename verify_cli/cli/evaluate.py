@@ -12,6 +12,8 @@ from verify_cli.cli.options import (
     FaceOption,
     ModelOption,
     NoDetectOption,
+    Precision,
+    PrecisionOption,
     Provider,
     ProviderOption,
     SaveCropsOption,
@@ -73,6 +75,7 @@ def evaluate(
     face: FaceOption = "largest",
     save_crops: SaveCropsOption = None,
     model: ModelOption = None,
+    precision: PrecisionOption = Precision.fp32,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Score an LFW pairs file: accuracy at the model's threshold, ROC AUC, EER, TAR at FAR, confusion counts.
@@ -94,7 +97,7 @@ def evaluate(
     pairs_path = lfw.pairs_path(pairs)
     planned = evaluation.plan(lfw, pairs_path, lfw.pairs(pairs))
     ways = nway_people_check(lfw, n_way) if n_way else []
-    the_model = load_model(model, provider)
+    the_model = load_model(model, provider, precision)
     t, source = resolve_threshold(threshold, the_model)
     reader = face_reader(the_model, no_detect, face, save_crops, fallback=True)
     explicit = model is not None

@@ -13,6 +13,8 @@ from verify_cli.cli.options import (
     FaceOption,
     ModelOption,
     NoDetectOption,
+    Precision,
+    PrecisionOption,
     Provider,
     ProviderOption,
     SaveCropsOption,
@@ -53,6 +55,7 @@ def identify(
     face: FaceOption = "largest",
     save_crops: SaveCropsOption = None,
     model: ModelOption = None,
+    precision: PrecisionOption = Precision.fp32,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Identify each QUERY photo against a gallery of known people: best match, its probability, the runner-up.
@@ -82,7 +85,7 @@ def identify(
         require_file(query, "an image file")
     if index is None and gallery.is_dir() and not os.access(gallery, os.W_OK):
         raise FaceverifyError(f"{gallery}: gallery folder is not writable; keep its index elsewhere with --index FILE")
-    the_model = load_model(model, provider)
+    the_model = load_model(model, provider, precision)
     t, source = resolve_threshold(threshold, the_model)
     reader = face_reader(the_model, no_detect, face, save_crops)
 

@@ -1,24 +1,28 @@
-"""`faceverify info`: what the model carries (input, preprocessing, threshold, training, figures) and the providers."""
+"""`faceverify info`: what the model carries (input, preprocessing, threshold, training, figures), the fp32 and int8
+models side by side, and the providers."""
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from verify_cli.cli import render
-from verify_cli.cli.options import ModelOption, Provider, ProviderOption, load_model
+from verify_cli.cli.options import ModelOption, Precision, PrecisionOption, Provider, ProviderOption, load_model
 
 
 def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as one JSON object.")] = False,
     model: ModelOption = None,
+    precision: PrecisionOption = Precision.fp32,
     provider: ProviderOption = Provider.auto,
 ) -> None:
-    """Show the model's metadata (input, preprocessing, threshold, training, figures, parity) and providers."""
+    """Show the model's metadata (input, preprocessing, threshold, training, figures, parity), both precisions of
+    the model (fp32 and int8: size, threshold, agreement), and the providers."""
     from verify_cli import modelmeta as mm
     from verify_cli.runtime import available_providers
 
-    the_model = load_model(model, provider)
+    the_model = load_model(model, provider, precision)
     props = the_model.info.props
     available = available_providers()
     if as_json:
@@ -29,7 +33,8 @@ def info(
             except ValueError:
                 metadata[key] = value
         print(json.dumps({"model": str(the_model.path), "provider": the_model.provider,
-                          "available_providers": available, "metadata": metadata}))
+                          "available_providers": available, "metadata": metadata,
+                          "models": precision_records(the_model.path)}))
         return
 
     from rich import box
@@ -50,14 +55,16 @@ def info(
     rows = [
         ("preset", mm.K_PRESET), ("architecture", mm.K_ARCHITECTURE), ("protocol", mm.K_PROTOCOL),
         ("training", mm.K_TRAINING), ("validation", mm.K_VALIDATION), ("DevTest", mm.K_DEVTEST),
-        ("parity", mm.K_PARITY), ("versions", mm.K_VERSIONS), ("created", mm.K_CREATED), ("git commit", mm.K_COMMIT),
+        ("parity", mm.K_PARITY), ("quantization", mm.K_QUANTIZATION), ("versions", mm.K_VERSIONS), ("created", mm.K_CREATED), ("git commit", mm.K_COMMIT),
     ]
-    used = {mm.K_FORMAT, mm.K_PREPROCESS, mm.K_INPUT, mm.K_EMBEDDING, mm.K_THRESHOLD, mm.K_THRESHOLD_RULE}
+    used = {mm.K_FORMAT, mm.K_PREPROCESS, mm.K_INPUT, mm.K_EMBEDDING, mm.K_THRESHOLD, mm.K_THRESHOLD_RULE,
+            mm.K_PRECISION}
     table = Table(title=render.esc(the_model.path), box=box.ROUNDED, show_header=False, title_style="bold")
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
     size = the_model.path.stat().st_size
-    table.add_row("file", f"{the_model.path.name} ({size / 1e6:.2f} MB), faceverify format {props[mm.K_FORMAT]}")
+    table.add_row("file", f"{the_model.path.name} ({size / 1e6:.2f} MB), {the_model.info.precision}, "
+                          f"faceverify format {props[mm.K_FORMAT]}")
     for label, value in shown.items():
         table.add_row(label, value)
     for label, key in rows:
@@ -66,6 +73,9 @@ def info(
     for key in sorted(set(props) - used):
         table.add_row(render.esc(key), render.describe(props[key]))
     table.add_section()
+    for name, record in precision_records(the_model.path).items():
+        table.add_row(name, precision_text(name, record))
+    table.add_section()
     cuda_note = ""
     if "CUDAExecutionProvider" in available and the_model.provider != "CUDAExecutionProvider":
         cuda_note = "  (CUDA is in this ONNX Runtime build" + (
@@ -73,3 +83,49 @@ def info(
     table.add_row("provider", f"[magenta]{the_model.provider}[/] ran this session{cuda_note}")
     table.add_row("available", ", ".join(available))
     render.console().print(table)
+
+
+def precision_records(path: Path) -> dict[str, dict]:
+    """The fp32 model and its int8 sibling: file, size, threshold, and (int8) how it was made and how it agrees."""
+    from verify_cli.errors import FaceverifyError
+    from verify_cli.gallery import model_identity
+    from verify_cli.runtime import Model, precision_paths
+
+    paths = precision_paths(path)
+    records: dict[str, dict] = {}
+    for name, sibling in paths.items():
+        if not sibling.is_file():
+            records[name] = {"path": str(sibling), "present": False}
+            continue
+        try:
+            info = Model(sibling, provider="cpu", threads=1).info
+        except FaceverifyError as exc:
+            records[name] = {"path": str(sibling), "present": True, "error": exc.message}
+            continue
+        records[name] = {"path": str(sibling), "present": True, "bytes": sibling.stat().st_size,
+                         "threshold": info.threshold, "precision": info.precision, "quantization": info.quantization}
+        if info.precision == "int8" and paths["fp32"].is_file():
+            records[name]["from_this_fp32"] = info.fp32_identity == model_identity(paths["fp32"])
+    return records
+
+
+def precision_text(precision: str, record: dict) -> str:
+    """One model of the pair in words: file, size, threshold; for int8 its agreement with fp32 on validation."""
+    name = render.esc(Path(record["path"]).name)
+    if not record["present"]:
+        return f"[dim]{name} not present[/]" + (" (`python -m export.quantize` makes it)" if precision == "int8" else "")
+    if "error" in record:
+        return f"{name}: [red]{render.esc(record['error'])}[/]"
+    text = f"{name} ({record['bytes'] / 1e6:.2f} MB), threshold {record['threshold']:.4f}"
+    agreement = record["quantization"].get("agreement")
+    if not isinstance(agreement, dict):
+        return text
+    a = {k: render.figure(v) for k, v in agreement.items()}
+    share = agreement.get("decisions_agree")
+    agree = f"{share:.2%}" if isinstance(share, float) else a.get("decisions_agree")
+    text += (f"; on {a.get('pairs')} validation pairs {agree} of decisions as fp32's, "
+             f"AUC {a.get('int8_auc')} (fp32 {a.get('fp32_auc')}), |p - p_fp32| max {a.get('prob_max_abs_diff')} "
+             f"mean {a.get('prob_mean_abs_diff')}")
+    if record.get("from_this_fp32") is False:
+        text += "; [yellow]made from another fp32 model than the one beside it: quantize it again[/]"
+    return text

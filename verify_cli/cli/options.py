@@ -1,4 +1,5 @@
-"""What every command shares before it runs: the --model / --provider / --threshold options and their meaning."""
+"""What every command shares before it runs: the --model / --precision / --provider / --threshold options and their
+meaning."""
 
 from __future__ import annotations
 
@@ -24,10 +25,23 @@ class Provider(str, enum.Enum):
     cpu = "cpu"
 
 
+class Precision(str, enum.Enum):
+    """Which of a model's two files runs: the fp32 one as trained, or its int8 sibling (NAME.int8.onnx)."""
+
+    fp32 = "fp32"
+    int8 = "int8"
+
+
 ModelOption = Annotated[
     Path | None,
     typer.Option("--model", "-m", help="ONNX model file \\[default: the model bundled with faceverify].",
                  show_default=False),
+]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option("--precision", case_sensitive=False,
+                 help="fp32: the model as trained. int8: its quantized sibling NAME.int8.onnx beside it (CPU provider "
+                      "only; faster; its decisions checked against fp32's on validation pairs when it was made)."),
 ]
 ProviderOption = Annotated[
     Provider,
@@ -84,8 +98,9 @@ def face_reader(model: Model, no_detect: bool, face: str, crops: Path | None, fa
     return FaceReader(model.info.preprocess, pipeline, index, crops, fallback)
 
 
-def load_model(model: Path | None, provider: Provider) -> Model:
-    """The model from --model, or the bundled one; a missing bundled model gets a hint instead of a path."""
+def load_model(model: Path | None, provider: Provider, precision: Precision = Precision.fp32) -> Model:
+    """The model from --model, or the bundled one, or with --precision int8 its int8 sibling; a missing bundled
+    model or int8 sibling gets a hint instead of a path."""
     from verify_cli import runtime
 
     path = model if model is not None else runtime.bundled_model_path()
@@ -93,7 +108,31 @@ def load_model(model: Path | None, provider: Provider) -> Model:
         raise FaceverifyError(
             f"no bundled model at {path}; pass --model FILE.onnx (`make train export bundle` builds one)"
         )
-    return runtime.Model(path, provider.value)
+    if precision == Precision.fp32:
+        return runtime.Model(path, provider.value)
+    if provider == Provider.cuda:
+        raise FaceverifyError(runtime.INT8_CPU_ONLY)
+    return int8_model(path)
+
+
+def int8_model(path: Path) -> Model:
+    """The int8 sibling of the model at `path` on the CPU provider; refused when it is missing, is not int8, or was
+    made from another fp32 model than the one beside it (a stale file would answer for a model that is gone)."""
+    from verify_cli import runtime
+    from verify_cli.gallery import model_identity
+
+    paths = runtime.precision_paths(path)
+    if not paths["int8"].exists():
+        raise FaceverifyError(f"--precision int8: no int8 model {paths['int8'].name} beside {path}; make one with "
+                              f"`python -m export.quantize --model {path} --data-root DIR` (from the checkout)")
+    loaded = runtime.Model(paths["int8"], Provider.cpu.value)
+    if loaded.info.precision != "int8":
+        raise FaceverifyError(f"{loaded.path}: not an int8 faceverify model (its metadata says "
+                              f"{loaded.info.precision})")
+    if paths["fp32"].is_file() and loaded.info.fp32_identity != model_identity(paths["fp32"]):
+        raise FaceverifyError(f"{loaded.path}: made from another fp32 model than {paths['fp32'].name} beside it; "
+                              "quantize it again (python -m export.quantize)")
+    return loaded
 
 
 def resolve_threshold(value: float | None, model: Model) -> tuple[float, str]:
