@@ -110,8 +110,7 @@ def test_a_checkpoint_written_before_the_retired_fields_still_loads() -> None:
 def test_the_bundled_models_training_config_loads_as_the_default_preset() -> None:
     bundled = onnx.load(str(REPO / "verify_cli" / "assets" / "faceverify.onnx"))
     props = {p.key: p.value for p in bundled.metadata_props}
-    written = json.loads(props[modelmeta.K_TRAINING])  # by the export before the retired fields were dropped
-    assert {"input_size", "flip_average"} <= set(written["model"])
+    written = json.loads(props[modelmeta.K_TRAINING])
     assert TrainConfig.from_dict(written) == get_preset("default")
 
 
@@ -236,5 +235,5 @@ def test_list_presets_shows_every_preset_its_parent_and_its_changes() -> None:
     for row in PRESET_ROWS:
         first = next(line for line in lines if line.startswith(f"│ {row.name} "))
         assert f"│ {row.parent or 'defaults'} " in first, first
-    assert "fv-flat-50 (default)" in result.stdout
+    assert f"{DEFAULT_PRESET} (default)" in result.stdout
     assert "model.pooling=flatten" in result.stdout and "model.pools=true,true,false" in result.stdout
