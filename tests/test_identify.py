@@ -211,3 +211,18 @@ def test_errors_are_one_line(case: str, words: str, tmp_path: Path, known: Path)
         no_face(root / "Nobody.jpg")
     assert_one_error_line(run(query, "--gallery", root), words)
     assert not (root / ".faceverify-index.npz").exists() or case == "gallery-of-faceless-photos"
+
+
+def test_open_set_bench_counts_strangers_and_genuine_queries(data_root: Path) -> None:
+    from bench.openset import measure
+    from verify_cli.lfw import LFWRoot
+    from verify_cli.runtime import Model
+
+    model = Model(None, "cpu")
+    result = measure(model, LFWRoot.open(data_root), people=6, strangers=12, no_detect=True)
+    assert (result["gallery_people"], result["strangers"], result["faces"]) == (6, 12, "fixed crop")
+    assert 0 <= result["genuine_accepted_as_own_person"] <= result["genuine_own_person_first"] <= 6
+    low, high = result["strangers_accepted_ci95"]
+    assert low <= result["strangers_accepted"] / 12 <= high
+    again = measure(Model(None, "cpu"), LFWRoot.open(data_root), people=6, strangers=12, no_detect=True)
+    assert again == result  # seeded: the same draw every time
