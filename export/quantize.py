@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -175,12 +176,34 @@ def _quiet_quantizer() -> Iterator[None]:
         logging.disable(before)
 
 
+def shared_weights_folded(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with `Identity` nodes on initializers removed, their consumers reading the initializer itself.
+
+    A network that runs its tower twice (the mirror-averaged embedding) is exported with the second pass's
+    weights as Identity copies of the first's; quantized as they are, those would be quantized afresh on every
+    run, as activations. Folded, both passes share one set of per-channel int8 weights.
+    """
+    initializers = {init.name for init in proto.graph.initializer}
+    alias = {node.output[0]: node.input[0] for node in proto.graph.node
+             if node.op_type == "Identity" and node.input[0] in initializers}
+    kept = [node for node in proto.graph.node if not (node.op_type == "Identity" and node.output[0] in alias)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            node.input[i] = alias.get(name, name)
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
+    return proto
+
+
 def quantize_graph(fp32_path: Path, out: Path, data: Validation, embeddings: np.ndarray) -> None:
     """Static QDQ quantization of the tower: per-channel weights, activation ranges calibrated on `data`'s images."""
-    excluded = head_nodes(onnx.load(str(fp32_path)))
+    proto = shared_weights_folded(onnx.load(str(fp32_path)))
+    excluded = head_nodes(proto)
     try:
-        with _quiet_quantizer():
-            quantize_static(str(fp32_path), str(out), Calibration(data.images, embeddings), quant_format=QuantFormat.QDQ,
+        with tempfile.TemporaryDirectory(prefix="faceverify-quantize-") as tmp, _quiet_quantizer():
+            folded = Path(tmp) / "folded.onnx"
+            onnx.save(proto, str(folded))
+            quantize_static(str(folded), str(out), Calibration(data.images, embeddings), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=ACTIVATIONS, weight_type=WEIGHTS,
                             calibrate_method=CALIBRATION, nodes_to_exclude=excluded)
     except Exception as exc:  # noqa: BLE001 - the quantization tool raises whatever its graph passes raise

@@ -130,7 +130,8 @@ def test_precision_int8_through_compare_and_evaluate(data_root: Path, pair_file:
 def test_info_shows_both_models() -> None:
     result = invoke("info", "--provider", "cpu")
     assert result.exit_code == 0, result.stderr
-    for text in ("faceverify.onnx (8.", "faceverify.int8.onnx (2.", "decisions as fp32's", "int8"):
+    sizes = [f"{path.name} ({path.stat().st_size / 1e6:.2f} MB" for path in (FP32, INT8)]
+    for text in (*sizes, "decisions as fp32's", "int8"):
         assert text in result.stdout, text
     models = json.loads(invoke("info", "--json", "--precision", "int8").stdout)["models"]
     assert models["int8"]["bytes"] == INT8.stat().st_size and models["int8"]["from_this_fp32"] is True
