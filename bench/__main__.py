@@ -1,9 +1,9 @@
 """`python -m bench` (`make bench`): speed figures side by side, written to bench/RESULTS.md.
 
-ONNX Runtime against PyTorch eager on the same weights, `faceverify evaluate` on DevTest (with and without face
-detection), photos per second end to end on 1080p photos against face_recognition, the cold start of `faceverify
-compare` against importing torch, gallery search at 1,000 to 100,000 entries, and training throughput of the
-default preset.
+ONNX Runtime against PyTorch eager on the same weights, the int8 model against fp32, `faceverify evaluate` on
+DevTest (with and without face detection), photos per second end to end on 1080p photos against face_recognition,
+the cold start of `faceverify compare` against importing torch, gallery search at 1,000 to 100,000 entries, and
+training throughput of the default preset.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bench.flops import Flops
     from bench.subjects import Subject
 
-SECTIONS = ("embedding", "options", "evaluate", "faces", "coldstart", "search", "training")
+SECTIONS = ("embedding", "options", "int8", "evaluate", "faces", "coldstart", "search", "training")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -80,6 +80,7 @@ def run(data_root: Path | None, model: Path | None, checkpoint: Path | None, rep
         evaluate_cli,
         faces,
         flops,
+        int8,
         machine,
         ort_options,
         report,
@@ -142,11 +143,15 @@ def run(data_root: Path | None, model: Path | None, checkpoint: Path | None, rep
             console.print("ONNX Runtime session options ...")
             add("options", ort_options.run(subject.model, images, described.info.embedding_size, threads, repeats,
                                            warmup, 0.05 if quick else 0.3))
+        pairs, label = "test", "DevTest"
+        if quick:
+            pairs, label = str(subjects.pairs_subset(lfw, 20, work / "pairs.txt")), "the first 40 DevTest pairs"
+        if "int8" in wanted:
+            console.print("int8 against fp32 ...")
+            add("int8", int8.run(subject.model, data_root, work, images, pairs, label, repeats, warmup,
+                                 0.05 if quick else 0.3, quick))
         if "evaluate" in wanted:
             console.print("faceverify evaluate ...")
-            pairs, label = "test", "DevTest"
-            if quick:
-                pairs, label = str(subjects.pairs_subset(lfw, 20, work / "pairs.txt")), "the first 40 DevTest pairs"
             add("evaluate", evaluate_cli.run(subject.model, data_root, pairs, label, repeats, warmup,
                                              machine.usable_cores()))
         if "faces" in wanted:

@@ -89,6 +89,20 @@ def looped(fn: Callable[[], object], budget_s: float) -> Callable[[], float]:
     return lambda: per_call(fn, calls)
 
 
+def cpu_looped(fn: Callable[[], object], budget_s: float) -> Callable[[], float]:
+    """Like `looped`, but each round returns this process's CPU seconds per call (all its threads), not wall time:
+    with one compute thread that is the work itself, whatever else keeps the machine's cores busy."""
+    calls = calls_for(fn, budget_s)
+
+    def side() -> float:
+        start = time.process_time()
+        for _ in range(calls):
+            fn()
+        return (time.process_time() - start) / calls
+
+    return side
+
+
 def wall(fn: Callable[[], object]) -> float:
     """Seconds one call takes."""
     start = time.perf_counter()

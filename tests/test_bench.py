@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ SECTIONS = [
     "## Targets",
     "## Embedding throughput: ONNX Runtime vs PyTorch eager",
     "## ONNX Runtime session options",
+    "## int8 against fp32",
     "## `faceverify evaluate` on DevTest",
     "## Photos end to end: faceverify vs face_recognition",
     "## `faceverify compare A B`: cold start",
@@ -86,7 +88,7 @@ def test_quick_report_has_every_section_in_order(quick_report: str) -> None:
 @pytest.mark.slow
 def test_quick_report_targets_are_judged_on_measured_numbers(quick_report: str) -> None:
     rows = _rows(_section(quick_report, "## Targets"))
-    assert len(rows) == 7
+    assert len(rows) == 10
     for name, _target, measured, met in rows:
         assert _number(measured) > 0, name
         assert met.split()[0] in ("yes", "**no**", "not"), met
@@ -295,3 +297,20 @@ def test_same_weights_refuses_a_different_network(onnx_model: Path, tiny_run: Pa
     other = build_model(*_exp9()).eval()
     with pytest.raises(FaceverifyError, match="not the same weights"):
         same_weights(model, other, images, 1e-4)
+
+
+@pytest.mark.slow
+def test_quick_int8_rows_stand_side_by_side(quick_report: str) -> None:
+    rows = _rows(_section(quick_report, "## int8 against fp32"))
+    assert [r[0] for r in rows] == ["fp32", "int8"]
+    for row in rows:
+        assert all(_number(cell) > 0 for cell in row[1:4] + row[5:]), row
+    assert _number(rows[1][1]) < _number(rows[0][1])  # the int8 file is the smaller
+    assert rows[0][4] == "" and rows[1][4].endswith("x") and len(rows[0]) == 9
+
+
+def test_cpu_looped_counts_cpu_time_not_waiting() -> None:
+    def nap() -> None:
+        time.sleep(0.002)
+
+    assert timing.looped(nap, 0.02)() >= 0.002 > 10 * timing.cpu_looped(nap, 0.02)()
