@@ -22,10 +22,8 @@ from verify_cli.lfw import LFWRoot
 
 
 def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
-    """How many optimisation steps one epoch takes (identity batches are counted by drawing an epoch's order)."""
-    objective = make_objective(cfg, data, torch.device("cpu"))
-    known, rows = objective.batches(torch.Generator().manual_seed(epoch_seed(cfg, 1)))
-    return known if known is not None else sum(1 for _ in rows)
+    """How many optimisation steps one epoch takes."""
+    return make_objective(cfg, data, torch.device("cpu")).steps()
 
 
 def recorded_epochs(preset: str) -> tuple[float, int] | None:
@@ -46,7 +44,7 @@ def _measure(cfg: TrainConfig, data: Data, device: torch.device, repeats: int, w
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     st.model.train()
-    batches = itertools.chain.from_iterable(st.objective.batches(gen)[1] for _ in itertools.count())
+    batches = itertools.chain.from_iterable(st.objective.batches(gen) for _ in itertools.count())
     sizes: list[int] = []
 
     def step() -> float:
@@ -61,7 +59,8 @@ def _measure(cfg: TrainConfig, data: Data, device: torch.device, repeats: int, w
     steps = timing.interleave({"step": step}, repeats, warmup)["step"]
 
     def validate() -> float:
-        return timing.wall(lambda: pair_probabilities(st.model, data.bank, data.val, cfg.preprocess, device))
+        return timing.wall(lambda: pair_probabilities(st.model, data.bank, data.val, cfg.preprocess, device,
+                                                      cfg.precision))
 
     val = timing.interleave({"validation": validate}, max(1, min(repeats, 3)), 0)["validation"]
     return steps, sizes[warmup:], val
