@@ -59,8 +59,7 @@ def _measure(cfg: TrainConfig, data: Data, device: torch.device, repeats: int, w
     steps = timing.interleave({"step": step}, repeats, warmup)["step"]
 
     def validate() -> float:
-        return timing.wall(lambda: pair_probabilities(st.model, data.bank, data.val, cfg.preprocess, device,
-                                                      cfg.precision))
+        return timing.wall(lambda: pair_probabilities(st.model, data.bank, data.val, cfg.preprocess, device))
 
     val = timing.interleave({"validation": validate}, max(1, min(repeats, 3)), 0)["validation"]
     return steps, sizes[warmup:], val

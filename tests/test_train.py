@@ -18,7 +18,7 @@ from models import SiameseNet
 from models.heads import CosineHead
 from train import checkpoint, loop, report
 from train.__main__ import run
-from train.config import get_preset
+from train.config import DEFAULT_PRESET, get_preset
 from train.data import (
     augment,
     identity_batches,
@@ -194,7 +194,7 @@ def test_default_preset_trains_on_identities_with_cosface_and_pair_loss(default_
     cfg = get_preset("default")
     people = protocol_splits(cfg, LFWRoot.open(data_root), smoke=True).people
     last = torch.load(default_run["run_dir"] / "last.pt", weights_only=True)
-    assert last["config"]["preset"] == "fv-flat-50" and last["config"]["protocol"] == "unrestricted"
+    assert last["config"]["preset"] == DEFAULT_PRESET and last["config"]["protocol"] == "unrestricted"
     cosface = last["identity_loss"]["weight"]  # one CosFace class per training person, trained with the network
     assert cosface.shape == (len(people), cfg.model.embedding) and torch.isfinite(cosface).all()
     assert default_run["batches"] and all(np.isfinite(default_run["losses"]))
@@ -294,7 +294,9 @@ def test_default_preset_exports_with_parity(default_run: dict, data_root: Path, 
 
     result = export_model(default_run["run_dir"] / "best.pt", tmp_path / "m.onnx", data_root, ExportConfig(dry_run=True))
     assert result.parity.passed and result.parity.decisions_differ == 0
-    assert json.loads(result.metadata[modelmeta.K_INPUT]) == {"channels": 3, "height": 80, "width": 80}
+    spec = get_preset("default").preprocess
+    assert json.loads(result.metadata[modelmeta.K_INPUT]) == {"channels": spec.channels, "height": spec.size,
+                                                              "width": spec.size}
     assert modelmeta.K_DEVTEST not in result.metadata
 
 

@@ -43,8 +43,8 @@ class TrainConfig:
     shift: int = 0  # random translation of up to +-shift input pixels and a horizontal flip, training batches only
     color: float = 0.0  # brightness, contrast and saturation jitter (1 +- color) and 10% grey, training only
     seed: int = 0
-    # bf16: training steps and per-epoch validation run under bfloat16 autocast (weights, losses, the final
-    # calibration and threshold stay float32); about 2.8x faster on CPUs with AVX-512 BF16 or AMX
+    # bf16: training steps run under bfloat16 autocast (weights, losses, validation, calibration and threshold
+    # stay float32); about 2.8x faster per step on CPUs with AVX-512 BF16 or AMX
     precision: Literal["fp32", "bf16"] = "fp32"
     ema: float = 0.0  # decay of an exponential moving average of the weights (buffers too), updated every step;
     # when > 0 the average is what is validated, kept in best.pt and exported

@@ -242,7 +242,9 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
             lr = st.optimizer.param_groups[0]["lr"]  # one-cycle: the epoch's last step's
             if not st.per_step:
                 st.scheduler.step()
-            probs, val_loss = pair_probabilities(st.evaluated, data.bank, data.val, cfg.preprocess, device, cfg.precision)
+            # validation in float32 whatever the precision: it picks the checkpoint, so it must repeat exactly
+            # (bf16 validation did not, between two runs holding the same weights), and it is what serving computes
+            probs, val_loss = pair_probabilities(st.evaluated, data.bank, data.val, cfg.preprocess, device)
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
