@@ -40,16 +40,15 @@ def measure(model: runtime.Model, lfw: LFWRoot, people: int, strangers: int, no_
     scores = np.stack([model.score(np.repeat(row[None], people, 0), g) for row in q])  # (queries, people)
     best = scores.max(1)
     accepted = best >= model.threshold
-    n_genuine = people
-    strangers_in = int(accepted[n_genuine:].sum())
-    own_first = scores[:n_genuine].argmax(1) == np.arange(n_genuine)
+    strangers_in = int(accepted[people:].sum())
+    own_first = scores[:people].argmax(1) == np.arange(people)
     low, high = wilson_interval(strangers_in, len(outsiders))
     return {
         "threshold": model.threshold, "gallery_people": people, "strangers": len(outsiders),
         "faces": "fixed crop" if no_detect else "detected",
         "strangers_accepted": strangers_in, "strangers_accepted_ci95": [low, high],
         "genuine_own_person_first": int(own_first.sum()),
-        "genuine_accepted_as_own_person": int((own_first & accepted[:n_genuine]).sum()),
+        "genuine_accepted_as_own_person": int((own_first & accepted[:people]).sum()),
     }
 
 

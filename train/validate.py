@@ -38,8 +38,9 @@ def view1_text(pairs: list[Pair]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None) -> dict:
-    """The checkpoint's validation summary (as finalize writes it); `flip` overrides its mirror averaging."""
+def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None, pairs_out: Path | None = None) -> dict:
+    """The checkpoint's validation summary (as finalize writes it); `flip` overrides its mirror averaging, and
+    `pairs_out` also receives the validation pairs as a View 1 file."""
     import torch
 
     from train import checkpoint
@@ -51,9 +52,11 @@ def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None) -
     cfg, model = load_model(checkpoint.load(checkpoint_path))
     if flip is not None:
         model.flip_average = flip
-    splits = protocol_splits(cfg, LFWRoot.open(data_root))
-    bank = load_bank(LFWRoot.open(data_root), [p for pair in splits.val for p in (pair.left, pair.right)],
-                     cfg.preprocess, cfg.faces)
+    lfw = LFWRoot.open(data_root)
+    splits = protocol_splits(cfg, lfw)
+    if pairs_out is not None:
+        write_atomic(pairs_out, view1_text(splits.val).encode())
+    bank = load_bank(lfw, [p for pair in splits.val for p in (pair.left, pair.right)], cfg.preprocess, cfg.faces)
     pairs = pair_set(bank, splits.val)
     device = torch.device("cpu")
     calibrate_head(model, bank, pairs, cfg.preprocess, device)
@@ -73,16 +76,8 @@ def main(
 ) -> None:
     """Print a checkpoint's validation figures as one JSON object."""
     try:
-        root = resolve_data_root(data_root)
-        if pairs_out is not None:
-            from train import checkpoint
-            from train.config import TrainConfig
-            from train.data import protocol_splits
-            from verify_cli.lfw import LFWRoot
-
-            cfg = TrainConfig.from_dict(checkpoint.load(checkpoint_path)["config"])
-            write_atomic(pairs_out, view1_text(protocol_splits(cfg, LFWRoot.open(root)).val).encode())
-        print(json.dumps(validate(checkpoint_path, root, False if no_flip else None), indent=1))
+        summary = validate(checkpoint_path, resolve_data_root(data_root), False if no_flip else None, pairs_out)
+        print(json.dumps(summary, indent=1))
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
