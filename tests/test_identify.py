@@ -18,6 +18,7 @@ from helpers import assert_one_error_line, invoke
 from PIL import Image
 from typer.testing import Result
 
+from verify_cli.cli.options import Provider, load_model
 from verify_cli.faces.pipeline import FacePipeline
 from verify_cli.runtime import Model
 from verify_cli.scoring import FaceReader, embed_paths
@@ -120,7 +121,7 @@ def test_json_has_the_keys_and_the_probabilities_of_each_persons_best_photo(gall
     assert [a["query"] for a in found] == [str(known), str(stranger)]
     assert [(a["match"], a["same"]) for a in found] == [("Alan_Greenspan", True), (None, False)]
 
-    model = Model(provider="cpu")
+    model = load_model(None, Provider.cpu)  # the model the command ran: the default precision's
     reader = FaceReader(model.info.preprocess, FacePipeline(("CPUExecutionProvider",)))
     photos = sorted(p for p in gallery.rglob("*.jpg"))
     owner = [p.parent.name if p.parent != gallery else p.stem for p in photos]

@@ -164,6 +164,30 @@ def test_int8_beside_another_fp32_model_is_refused(tmp_path: Path) -> None:
     assert "quantize it again" in precision_text("int8", precision_records(model)["int8"])  # the table's int8 row
 
 
+def test_default_precision_is_int8_on_the_cpu_and_fp32_without_a_usable_sibling(tmp_path: Path) -> None:
+    """--precision auto (the default): the int8 sibling where it runs and is sound, else the model as trained."""
+    photos = [_photo(tmp_path / "a.png"), _photo(tmp_path / "b.png")]
+
+    def model_used(*args: object) -> str:
+        result = invoke("compare", *photos, "--no-detect", "--json", "--provider", "cpu", *args)
+        assert result.exit_code in (0, 1), result.stderr
+        return Path(json.loads(result.stdout)["model"]).name
+
+    assert model_used() == "faceverify.int8.onnx"
+    assert model_used("--precision", "fp32") == "faceverify.onnx"
+    alone = tmp_path / "alone" / "mine.onnx"
+    alone.parent.mkdir()
+    proto = onnx.load(str(FP32))
+    next(p for p in proto.metadata_props if p.key == modelmeta.K_CREATED).value = "2000-01-01T00:00:00+00:00"
+    onnx.save(proto, str(alone))
+    assert model_used("--model", alone) == "mine.onnx"  # no sibling: fp32, no error
+    shutil.copyfile(INT8, alone.with_name("mine.int8.onnx"))  # a sibling made from another fp32 model: fp32
+    assert model_used("--model", alone) == "mine.onnx"
+    shutil.copyfile(FP32, tmp_path / "faceverify.onnx")
+    shutil.copyfile(INT8, tmp_path / "faceverify.int8.onnx")
+    assert model_used("--model", tmp_path / "faceverify.onnx") == "faceverify.int8.onnx"
+
+
 def test_int8_on_cuda_is_one_error_line(tmp_path: Path) -> None:
     photos = [_photo(tmp_path / "a.png"), _photo(tmp_path / "b.png")]
     result = invoke("compare", *photos, "--precision", "int8", "--provider", "cuda")

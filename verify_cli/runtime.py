@@ -43,6 +43,17 @@ def _may_have_gpu() -> bool:
     return any(name.startswith("nvidia") for name in os.listdir("/dev"))
 
 
+def runs_on_cpu(provider: str) -> bool:
+    """Whether a model loaded for `provider` surely runs on the CPU: asked for, or no CUDA for auto to find."""
+    if provider == "cpu":
+        return True
+    if provider != "auto":
+        return False
+    import onnxruntime as ort
+
+    return not _may_have_gpu() or PROVIDERS["cuda"] not in ort.get_available_providers()
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence native log output on file descriptor 2, for the one call that needs it.

@@ -55,7 +55,7 @@ def compare(
              "applies to both photos; given twice, the first is for A and the second for B.")] = None,
     save_crops: SaveCropsOption = None,
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Compare two face photos: probability of 'same person', decision, threshold and provider.
@@ -100,7 +100,7 @@ def _face_text(record: dict | None) -> str:
 
 def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: bool,
                 model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None],
-                precision: Precision = Precision.fp32) -> int:
+                precision: Precision = Precision.auto) -> int:
     """Score one pair and print the result; returns the exit code (0 same, 1 different)."""
     import numpy as np
 
@@ -149,7 +149,7 @@ def compare_two(image_a: Path, image_b: Path, threshold: float | None, as_json: 
 
 def compare_many(pairs_file: str, out: Path | None, threshold: float | None, as_json: bool,
                  model_path: Path | None, provider: Provider, options: tuple[bool, list[str], Path | None],
-                 precision: Precision = Precision.fp32) -> int:
+                 precision: Precision = Precision.auto) -> int:
     """Score every pair of a list (each distinct image embedded once); returns 0 if all same, else 1."""
     from verify_cli.outputs import write_atomic
     from verify_cli.pairlist import read_path_pairs

@@ -75,7 +75,7 @@ def evaluate(
     face: FaceOption = "largest",
     save_crops: SaveCropsOption = None,
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Score an LFW pairs file: accuracy at the model's threshold, ROC AUC, EER, TAR at FAR, confusion counts.

@@ -55,7 +55,7 @@ def identify(
     face: FaceOption = "largest",
     save_crops: SaveCropsOption = None,
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Identify each QUERY photo against a gallery of known people: best match, its probability, the runner-up.

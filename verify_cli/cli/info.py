@@ -14,7 +14,7 @@ from verify_cli.cli.options import ModelOption, Precision, PrecisionOption, Prov
 def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as one JSON object.")] = False,
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.fp32,
+    precision: PrecisionOption = Precision.auto,
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Show the model's metadata (input, preprocessing, threshold, training, figures, parity), both precisions of
