@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,10 @@ from rich.table import Table
 
 from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
 from verify_cli.lfw import resolve_data_root
+
+if TYPE_CHECKING:
+    from train.config import TrainConfig
+    from train.distributed import Ranks
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True, soft_wrap=True)
@@ -35,6 +39,10 @@ def main(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE", help="Override one configuration field (repeatable; dotted keys for nested "
                                            "fields: --set lr=3e-3 --set model.dropout=0.3).")] = None,
+    data: Annotated[str, typer.Option(
+        "--data", metavar="lfw|imagefolder:PATH",
+        help="What trains: LFW View 1 (--data-root), or your own people, one folder of images each "
+             "(PATH/<name>/*.jpg), read through the serving face pipeline.")] = "lfw",
     report_test: Annotated[bool, typer.Option(
         "--report-test", help="Also score DevTest once at the validation threshold (it chooses nothing).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Smoke mode: a few real pairs, 2 epochs.")] = False,
@@ -50,7 +58,7 @@ def main(
             Console(soft_wrap=False).print(presets_table())
             return
         run(preset, resolve_data_root(data_root), run_dir, resume, epochs, seed, dry_run, threads,
-            overrides=overrides or [], report_test=report_test)
+            overrides=overrides or [], report_test=report_test, data=data)
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
@@ -83,38 +91,61 @@ def faces_line(faces: str, no_face: int) -> str:
 
 def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None,
         seed: int | None, dry_run: bool, threads: int, overrides: list[str] | None = None,
-        report_test: bool = False) -> None:
+        report_test: bool = False, data: str = "lfw") -> None:
     """Plain function behind the command: configuration, data, fit, finalize, plots, results table."""
     import torch
 
     from models.typed_config import parse_overrides, with_overrides
-    from train import report
+    from train import distributed, folder
     from train.config import TrainConfig, get_preset
-    from train.data import make_data
-    from train.loop import finalize, fit
-    from train.objectives import OBJECTIVES
-    from verify_cli.lfw import LFWRoot
 
     changes = parse_overrides(TrainConfig, overrides or [])
     if seed is not None:
         changes["seed"] = seed
+    if data != "lfw":
+        if not data.startswith(folder.PREFIX):
+            raise FaceverifyError(f"--data must be lfw or imagefolder:PATH, got {data!r}")
+        if report_test:
+            raise FaceverifyError("--report-test scores LFW's DevTest; a model trained on an image folder is scored "
+                                  "with `faceverify evaluate --model M.onnx` after export")
+        changes.update(data=folder.spec_of(data.removeprefix(folder.PREFIX)), faces="aligned")
     cfg = with_overrides(get_preset(preset), changes)
     if threads > 0:
         torch.set_num_threads(threads)
+    ranks = distributed.start()  # torchrun: this process's rank; else a single process (rank 0 of 1)
+    try:
+        _run(cfg, data_root, run_dir, resume, epochs, dry_run, overrides, report_test, ranks)
+    finally:
+        distributed.stop(ranks)
+
+
+def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None, dry_run: bool,
+         overrides: list[str] | None, report_test: bool, ranks: Ranks) -> None:
+    from train import report
+    from train.data import make_data, open_source
+    from train.folder import ImageFolder
+    from train.loop import finalize, fit
+    from train.objectives import OBJECTIVES
+
+    say = console if ranks.main else Console(quiet=True)
     if dry_run:
         epochs = min(epochs or 2, 2)
     run_dir = run_dir or Path("runs") / (f"{cfg.preset}-dry-run" if dry_run else cfg.preset)
     if run_dir.exists() and not run_dir.is_dir():
         raise FaceverifyError(f"{run_dir}: is a file; --run-dir names the run folder")
-    lfw = LFWRoot.open(data_root)
-    console.print(f"preset {cfg.preset} ({cfg.description}), protocol {cfg.protocol}, run folder {run_dir}"
-                  + "".join(f", {item}" for item in overrides or []))
-    data = make_data(cfg, lfw, dry_run, with_test=report_test)
-    console.print(f"images {len(data.bank.paths)} ({faces_line(cfg.faces, len(data.bank.no_face))}), "
+    source = open_source(cfg, data_root)
+    say.print(f"preset {cfg.preset} ({cfg.description}), protocol {cfg.protocol}, run folder {run_dir}"
+              + "".join(f", {item}" for item in overrides or []))
+    if isinstance(source, ImageFolder):
+        say.print(f"training on {source.root}: {source.describe()}")
+    data = make_data(cfg, source, dry_run, with_test=report_test)
+    say.print(f"images {len(data.bank.paths)} ({faces_line(cfg.faces, len(data.bank.no_face))}), "
                   f"validation pairs {len(data.val)}"
                   + (f", DevTest pairs {len(data.test)}" if data.test is not None else ""))
-    history = fit(cfg, data, run_dir, resume=resume, console=console, max_epochs=epochs)
-    result = finalize(run_dir, data)
+    history = fit(cfg, data, run_dir, resume=resume, console=say, max_epochs=epochs, ranks=ranks)
+    if not ranks.main:  # rank 0 alone calibrates, reports and writes
+        return
+    result = finalize(run_dir, data, ranks.world)
     summary = result["summary"]
     report.plot_curves(history, run_dir / "curves.png", OBJECTIVES[cfg.protocol].train_loss)
     curves = {"validation": (result["val_probs"], data.val.labels)}
@@ -131,6 +162,8 @@ def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs
         + (f" | DevTest acc {test['accuracy']:.3f} auc {test['roc_auc']:.3f}" if test else "")
         + f" | {summary['seconds']:.0f}s"
     )
+    if ranks.distributed:
+        console.print(f"trained on {ranks.world} processes (torchrun)")
     print(run_dir / "best.pt")
 
 

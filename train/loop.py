@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models import SiameseNet, build_model
@@ -21,6 +23,7 @@ from models.typed_config import differences
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import Data, ImageBank, PairSet, augment, photometric, shift_and_flip
+from train.distributed import SINGLE, Ranks, from_main, my_share, share_buffers, sum_over_ranks, weights_agree
 from train.objectives import Objective, make_objective
 from verify_cli import metrics
 from verify_cli.errors import FaceverifyError, first_line
@@ -29,9 +32,9 @@ from verify_cli.preprocess import Preprocess
 LAST, BEST = "last.pt", "best.pt"
 
 
-def pick_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(ranks: Ranks = SINGLE) -> torch.device:
+    """CUDA when available (this machine's rank's device under torchrun), else the CPU."""
+    return torch.device("cuda", ranks.local) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
@@ -87,6 +90,13 @@ class State:
     bad_epochs: int = 0
     done: bool = False
     ema: AveragedModel | None = None  # exponential moving average of the weights (cfg.ema > 0)
+    ranks: Ranks = SINGLE
+    ddp: DistributedDataParallel | None = None  # the training step's forward, under torchrun
+
+    @property
+    def steps(self) -> int:
+        """Optimisation steps per epoch on each rank (the objective's batches shared among the ranks)."""
+        return self.objective.steps() // self.ranks.world
 
     @property
     def evaluated(self) -> SiameseNet:
@@ -94,7 +104,22 @@ class State:
         return self.ema.module if self.ema is not None else self.model
 
 
-def build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
+class Step(nn.Module):
+    """A training step's forward as one module, so that DistributedDataParallel sees every trained parameter:
+    the network's embeddings (under the run's autocast), then the objective's loss and accuracy."""
+
+    def __init__(self, cfg: TrainConfig, model: SiameseNet, objective: Objective) -> None:
+        super().__init__()
+        self.model, self.extra = model, nn.ParameterList(objective.parameters())
+        self.objective, self.precision = objective, cfg.precision
+
+    def forward(self, x: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, float]:
+        with autocast(x.device, self.precision):
+            emb = self.model.embed(x)
+        return self.objective.loss(self.model, emb.float(), rows)  # losses in float32 whatever the precision
+
+
+def build_state(cfg: TrainConfig, data: Data, device: torch.device, ranks: Ranks = SINGLE) -> State:
     """A fresh run's model, objective, optimiser and schedule, seeded from the configuration."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.preprocess).to(device, memory_format=torch.channels_last)
@@ -109,15 +134,15 @@ def build_state(cfg: TrainConfig, data: Data, device: torch.device) -> State:
     schedules = torch.optim.lr_scheduler
     scheduler: torch.optim.lr_scheduler.LRScheduler
     if cfg.schedule == "onecycle":
-        scheduler = schedules.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.max_epochs * objective.steps(),
-                                         cycle_momentum=False)
+        total = cfg.max_epochs * (objective.steps() // ranks.world)
+        scheduler = schedules.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, cycle_momentum=False)
     elif cfg.schedule == "cosine":
         scheduler = schedules.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     else:
         scheduler = schedules.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     best = math.inf if cfg.monitor == "val_loss" else -math.inf
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
-    return State(model, objective, optimizer, scheduler, cfg.schedule == "onecycle", [], best, ema=ema)
+    return State(model, objective, optimizer, scheduler, cfg.schedule == "onecycle", [], best, ema=ema, ranks=ranks)
 
 
 def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
@@ -171,9 +196,12 @@ def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device
         x = shift_and_flip(x, gen, cfg.shift)
     if cfg.color > 0:
         x = photometric(x, gen, cfg.color)
-    with autocast(device, cfg.precision):
-        emb = st.model.embed(to_device(x, device))
-    loss, acc = st.objective.loss(st.model, emb.float(), rows)  # losses in float32 whatever the precision
+    if st.ddp is not None:
+        loss, acc = st.ddp(to_device(x, device), rows)  # DDP averages the gradients over the ranks in backward
+    else:
+        with autocast(device, cfg.precision):
+            emb = st.model.embed(to_device(x, device))
+        loss, acc = st.objective.loss(st.model, emb.float(), rows)  # losses in float32 whatever the precision
     st.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     st.optimizer.step()
@@ -191,16 +219,18 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
     torch.manual_seed(seed)  # dropout
     gen = torch.Generator().manual_seed(seed)  # order and augmentation
     st.model.train()
-    task = progress.add_task(f"epoch {epoch}", total=st.objective.steps())
+    task = progress.add_task(f"epoch {epoch}", total=st.steps)
     total_loss = total_acc = 0.0
     count = 0
-    for rows in st.objective.batches(gen):
+    batches = st.objective.batches(gen)
+    for rows in my_share(list(batches), st.ranks) if st.ranks.distributed else batches:
         loss, acc = train_step(cfg, st, data, rows, device, gen)
         total_loss += loss * len(rows)
         total_acc += acc * len(rows)
         count += len(rows)
         progress.update(task, advance=1, description=f"epoch {epoch} loss {total_loss / count:.4f}")
     progress.remove_task(task)
+    total_loss, total_acc, count = sum_over_ranks([total_loss, total_acc, count], st.ranks)
     return total_loss / max(count, 1), total_acc / max(count, 1)
 
 
@@ -215,16 +245,38 @@ def _improved(cfg: TrainConfig, value: float, best: float) -> bool:
     return value < best if cfg.monitor == "val_loss" else value > best
 
 
+def join_ranks(cfg: TrainConfig, st: State, device: torch.device) -> None:
+    """Under torchrun: the training step runs through DistributedDataParallel (which starts every rank from rank
+    0's weights and averages the gradients in backward)."""
+    st.ddp = DistributedDataParallel(Step(cfg, st.model, st.objective),
+                                     device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _sync_ranks(st: State, epoch: int) -> None:
+    """After an epoch under torchrun: rank 0's BatchNorm statistics everywhere, then check that every rank holds
+    the same weights (DDP keeps the parameters equal; a difference would make the ranks' figures disagree)."""
+    share_buffers(st.model, st.ranks)
+    if st.ema is not None:
+        share_buffers(st.ema, st.ranks)
+    if not weights_agree(st.evaluated, st.ranks):
+        raise FaceverifyError(f"torchrun: the ranks hold different weights after epoch {epoch}")
+
+
 def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, console: Console | None = None,
-        max_epochs: int | None = None) -> list[dict[str, Any]]:
-    """Train until early stopping or the epoch limit; keeps `best.pt` (monitored figure) and `last.pt`."""
+        max_epochs: int | None = None, ranks: Ranks = SINGLE) -> list[dict[str, Any]]:
+    """Train until early stopping or the epoch limit; keeps `best.pt` (monitored figure) and `last.pt`.
+
+    Under torchrun every rank runs this; rank 0 alone writes files and prints.
+    """
     console = console or Console(stderr=True, soft_wrap=True)
-    device = pick_device()
+    if not ranks.main:
+        console = Console(quiet=True)
+    device = pick_device(ranks)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FaceverifyError(f"{run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
-    st = build_state(cfg, data, device)
+    st = build_state(cfg, data, device, ranks)
     last = run_dir / LAST
     if resume and last.exists():
         _restore(cfg, st, checkpoint.load(last), last)
@@ -232,6 +284,11 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
     elif not resume and ((run_dir / BEST).exists() or last.exists()):
         # with --resume and no last.pt no epoch was committed yet: epoch 1 rewrites any best.pt left there
         raise FaceverifyError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    if ranks.distributed:  # after every rank has checked the run folder: rank 0 writes nothing before this
+        if st.steps < 1:
+            raise FaceverifyError(f"an epoch has {st.objective.steps()} batches, fewer than the {ranks.world} "
+                                  "processes; use fewer processes or a smaller batch")
+        join_ranks(cfg, st, device)
     limit = max_epochs or cfg.max_epochs
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -242,6 +299,7 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
             lr = st.optimizer.param_groups[0]["lr"]  # one-cycle: the epoch's last step's
             if not st.per_step:
                 st.scheduler.step()
+            _sync_ranks(st, epoch)
             # validation in float32 whatever the precision: it picks the checkpoint, so it must repeat exactly
             # (bf16 validation did not, between two runs holding the same weights), and it is what serving computes
             probs, val_loss = pair_probabilities(st.evaluated, data.bank, data.val, cfg.preprocess, device)
@@ -256,18 +314,21 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
                 "seconds": time.perf_counter() - start,
             }
             row["val_auc_se"] = validation_se(row["val_accuracy"], row["val_auc"], data.val)["roc_auc_se"]
+            row = from_main(row, ranks)  # rank 0's figures decide on every rank, so that all take the same path
             st.history.append(row)
             value = row[cfg.monitor]
             if _improved(cfg, value, st.best):
                 st.best, st.bad_epochs = value, 0
-                checkpoint.save(_best_dict(cfg, st.evaluated, row), run_dir / BEST)
+                if ranks.main:
+                    checkpoint.save(_best_dict(cfg, st.evaluated, row), run_dir / BEST)
             else:
                 st.bad_epochs += 1
             st.done = st.bad_epochs >= cfg.patience or epoch >= cfg.max_epochs
             # last.pt is written last: it commits the epoch. Interrupted before it, a resume redoes the epoch
             # and rewrites best.pt and history.json with the same figures; after it, both are already whole.
-            checkpoint.save_json(st.history, run_dir / "history.json")
-            checkpoint.save(_state_dict(cfg, st), last)
+            if ranks.main:
+                checkpoint.save_json(st.history, run_dir / "history.json")
+                checkpoint.save(_state_dict(cfg, st), last)
             mark = "*" if st.bad_epochs == 0 else " "
             console.print(
                 f"epoch {epoch:3d}{mark} train loss {train_loss:.4f} acc {train_acc:.3f} | val loss {val_loss:.4f} "
@@ -335,8 +396,9 @@ def validation_summary(probs: np.ndarray, loss: float, pairs: PairSet, threshold
     return {"loss": loss, **report, **validation_se(report["accuracy"], report["roc_auc"], pairs)}
 
 
-def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
-    """Calibrate and choose the threshold on validation; store both in best.pt and summary.json.
+def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
+    """Calibrate and choose the threshold on validation; store both in best.pt and summary.json (rank 0 only
+    under torchrun, which trained on `world_size` processes).
 
     DevTest is scored (once, at that threshold) only when `data` holds it (`python -m train --report-test`).
     """
@@ -363,6 +425,7 @@ def finalize(run_dir: Path, data: Data) -> dict[str, Any]:
         "validation": validation_summary(val_probs, val_loss, data.val, threshold),
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
+        "world_size": world_size,
         "faces": faces_summary(cfg, data.bank),
     }
     test_probs = None
