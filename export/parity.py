@@ -12,14 +12,14 @@ import torch
 from export.config import ExportConfig
 from models import SiameseNet
 from train.config import Faces, TrainConfig
-from train.data import load_bank, protocol_splits, smoke_subset
+from train.data import Source, load_bank, protocol_splits, smoke_subset
 from verify_cli.errors import FaceverifyError
-from verify_cli.lfw import LFWRoot, Pair
+from verify_cli.lfw import Pair
 from verify_cli.preprocess import Preprocess, normalize
 from verify_cli.runtime import Model
 
 
-def parity_pairs(cfg: TrainConfig, lfw: LFWRoot, config: ExportConfig) -> list[Pair]:
+def parity_pairs(cfg: TrainConfig, lfw: Source, config: ExportConfig) -> list[Pair]:
     """The run's validation pairs, rebuilt from its configuration as training built them (a balanced subset on request)."""
     pairs = protocol_splits(cfg, lfw).val
     wanted = config.wanted_pairs
@@ -101,7 +101,7 @@ def _max_rel_err(got: np.ndarray, ref: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def measure_parity(model: SiameseNet, onnx_path: str | os.PathLike, lfw: LFWRoot, pairs: list[Pair],
+def measure_parity(model: SiameseNet, onnx_path: str | os.PathLike, lfw: Source, pairs: list[Pair],
                    spec: Preprocess, faces: Faces, threshold: float, config: ExportConfig,
                    pairs_source: str) -> ParityReport:
     """Embed each distinct image once on both sides (read as training read them), score the pairs, and compare

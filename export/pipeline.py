@@ -18,9 +18,9 @@ from export.parity import ParityReport, measure_parity, pairs_source, parity_pai
 from models import SiameseNet
 from train import checkpoint
 from train.config import TrainConfig
+from train.data import open_source
 from train.loop import load_model
 from verify_cli.errors import FaceverifyError
-from verify_cli.lfw import LFWRoot
 from verify_cli.outputs import atomic_path, check_output
 from verify_cli.runtime import Model
 
@@ -90,7 +90,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
     out = Path(out)
     _check_output(out)
     saved, cfg, model = load_finalized(checkpoint_path)
-    lfw = LFWRoot.open(data_root)
+    lfw = open_source(cfg, data_root)  # LFW, or the image folder the model trained on
     pairs = parity_pairs(cfg, lfw, config)
     source = pairs_source(cfg)
     built: dict[str, Any] = {}

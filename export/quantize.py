@@ -33,11 +33,11 @@ from export.onnx_graph import check_graph
 from export.parity import Judged, pairs_source, parity_pairs
 from export.pipeline import check_roundtrip
 from train.config import TrainConfig
-from train.data import load_bank, pair_set
+from train.data import Source, load_bank, open_source, pair_set
 from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError, first_line
 from verify_cli.gallery import model_identity
-from verify_cli.lfw import LFWRoot, resolve_data_root
+from verify_cli.lfw import resolve_data_root
 from verify_cli.metrics import roc_auc
 from verify_cli.outputs import atomic_path
 from verify_cli.preprocess import normalize
@@ -140,7 +140,7 @@ def training_config(model: Model) -> TrainConfig:
     return cfg
 
 
-def validation_set(model: Model, lfw: LFWRoot, config: ExportConfig) -> Validation:
+def validation_set(model: Model, lfw: Source, config: ExportConfig) -> Validation:
     """The model's validation pairs (as the export's parity check rebuilds them), images read as training read them."""
     cfg = training_config(model)
     pairs = parity_pairs(cfg, lfw, config)
@@ -264,7 +264,7 @@ def quantize_model(fp32_path: str | os.PathLike, out: str | os.PathLike, data_ro
         raise FaceverifyError(f"{fp32_path}: already {fp32.info.precision}; quantize the fp32 model")
     if out.resolve() == fp32_path.resolve():
         raise FaceverifyError(f"{out}: is the fp32 model itself; the int8 model needs its own file")
-    data = validation_set(fp32, LFWRoot.open(data_root), config)
+    data = validation_set(fp32, open_source(training_config(fp32), data_root), config)
     embeddings = embed_all(fp32, data.images)
     with atomic_path(out) as tmp:
         console.print(f"quantizing to int8, calibrated on the {len(data.images)} images of {len(data.left)} real LFW "

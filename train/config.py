@@ -24,6 +24,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # its input is `preprocess`'s channels and size
     preprocess: Preprocess = field(default_factory=Preprocess)
     faces: Faces = "funneled"  # how an LFW image becomes pixels before `preprocess` (train/faces.py)
+    data: str = "lfw"  # what trains: LFW View 1, or "imagefolder:/abs/path" (train/folder.py; python -m train --data)
     protocol: Protocol = "restricted"
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 1e-3
@@ -78,6 +79,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "", self.RULES)
+        if self.data != "lfw":
+            if not self.data.startswith("imagefolder:"):
+                raise FaceverifyError(f"data must be lfw or imagefolder:PATH, got {self.data!r}")
+            if self.protocol != "unrestricted" or self.faces != "aligned":
+                raise FaceverifyError(f"an image folder trains identities on faces found as serving finds them "
+                                      f"(protocol unrestricted, faces aligned); preset {self.preset} has protocol "
+                                      f"{self.protocol}, faces {self.faces}: choose an unrestricted preset such as "
+                                      "fv-plain")
         check_input(self.model, self.preprocess)
 
     def as_dict(self) -> dict:

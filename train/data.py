@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,7 +14,10 @@ import torch.nn.functional as F
 
 from train.config import Faces, TrainConfig
 from train.faces import lfw_pixels
-from verify_cli.lfw import LFWRoot, Pair, image_relpath, person_of
+from train.folder import PREFIX as FOLDER_PREFIX
+from train.folder import SMOKE_PEOPLE, ImageFolder
+from verify_cli.errors import FaceverifyError
+from verify_cli.lfw import LFWRoot, Pair, person_of
 from verify_cli.preprocess import Preprocess, normalize
 
 SMOKE_PAIRS = 12  # pairs per class and split in --dry-run mode
@@ -38,7 +42,7 @@ class ImageBank:
         return torch.from_numpy(normalize(self.pixels[rows], spec))
 
 
-def load_bank(lfw: LFWRoot, relpaths: list[str], spec: Preprocess, faces: Faces, workers: int = 4) -> ImageBank:
+def load_bank(lfw: Source, relpaths: list[str], spec: Preprocess, faces: Faces, workers: int = 4) -> ImageBank:
     """Decode, find faces (`faces`) and prepare images in a thread pool (Pillow and ONNX Runtime release the GIL)."""
     paths = sorted(set(relpaths))
     with ThreadPoolExecutor(workers) as pool:
@@ -204,32 +208,56 @@ class Splits:
     train: list[Pair]  # restricted: the training pairs; unrestricted: none (identities train)
     val: list[Pair]
     test: list[Pair]
-    people: dict[str, int]  # unrestricted: training people -> image count; restricted: none
+    people: dict[str, list[str]]  # unrestricted: training people -> their images; restricted: none
 
 
-def protocol_splits(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False) -> Splits:
+Source = LFWRoot | ImageFolder  # where a run's images come from (TrainConfig.data): LFW, or your own people
+
+
+def open_source(cfg: TrainConfig, data_root: str | os.PathLike) -> Source:
+    """The images a run trained on: its image folder (`data` imagefolder:PATH), else LFW at `data_root`."""
+    if cfg.data.startswith(FOLDER_PREFIX):
+        return ImageFolder.from_spec(cfg.data)
+    return LFWRoot.open(data_root)
+
+
+def protocol_splits(cfg: TrainConfig, lfw: Source, smoke: bool = False) -> Splits:
     """The splits of a run's protocol, seeded; training and export both rebuild the validation pairs from here."""
+    if isinstance(lfw, ImageFolder):
+        return folder_splits(cfg, lfw.subset(SMOKE_PEOPLE) if smoke else lfw)
     dev_train, dev_test = lfw.pairs("train"), lfw.pairs("test")
     if smoke:
         dev_train, dev_test = smoke_subset(dev_train, 2 * SMOKE_PAIRS), smoke_subset(dev_test)
     if cfg.protocol == "restricted":
         train_pairs, val_pairs = split_pairs(dev_train, cfg.val_fraction, cfg.seed)
         return Splits(train_pairs, val_pairs, dev_test, {})
-    people = lfw.people("train")
+    counts = lfw.people("train")
     if smoke:
-        names = sorted({n for p in dev_train for n in p.people})
-        people = {n: people[n] for n in names}
+        counts = {n: counts[n] for n in sorted({n for p in dev_train for n in p.people})}
+    people = {name: lfw.person_images(name, count) for name, count in counts.items()}
     train_people, val_people = split_people(list(people), cfg.val_fraction, cfg.seed)
     val_pairs = pairs_within(dev_train, val_people) + mined_pairs(people, val_people, cfg.seed)
     return Splits([], val_pairs, dev_test, {name: people[name] for name in sorted(train_people)})
 
 
-def make_data(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False, with_test: bool = False) -> Data:
+def folder_splits(cfg: TrainConfig, folder: ImageFolder) -> Splits:
+    """An image folder's split: a seeded tenth of its people validates (pairs mined among them), no test pairs."""
+    train_people, val_people = split_people(list(folder.people), cfg.val_fraction, cfg.seed)
+    val_pairs = mined_pairs(folder.people, val_people, cfg.seed)
+    if not any(p.same for p in val_pairs) or all(p.same for p in val_pairs):
+        raise FaceverifyError(
+            f"{folder.root}: the {len(val_people)} held-out people (val_fraction {cfg.val_fraction}) make no "
+            "same-person or no different-person validation pair; add people, or hold out more with "
+            "--set val_fraction=...")
+    return Splits([], val_pairs, [], {name: folder.people[name] for name in sorted(train_people)})
+
+
+def make_data(cfg: TrainConfig, lfw: Source, smoke: bool = False, with_test: bool = False) -> Data:
     """Decode what a run trains and validates on; DevTest's images only `with_test` (for the final report)."""
     splits = protocol_splits(cfg, lfw, smoke)
     pairs = splits.train + splits.val + (splits.test if with_test else [])
     pair_images = [p for pair in pairs for p in (pair.left, pair.right)]
-    train_images = [img for name, count in splits.people.items() for img in lfw.person_images(name, count)]
+    train_images = [img for images in splits.people.values() for img in images]
     bank = load_bank(lfw, train_images + pair_images, cfg.preprocess, cfg.faces)
     test = pair_set(bank, splits.test) if with_test else None
     if cfg.protocol == "restricted":
@@ -240,24 +268,25 @@ def make_data(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False, with_test: bo
     return Data(bank, train, pair_set(bank, splits.val), test)
 
 
-def mined_pairs(people: dict[str, int], among: set[str], seed: int, per_class: int = VAL_PAIRS_PER_CLASS) -> list[Pair]:
+def mined_pairs(people: dict[str, list[str]], among: set[str], seed: int,
+                per_class: int = VAL_PAIRS_PER_CLASS) -> list[Pair]:
     """Extra validation pairs from held-out people: matched pairs of people with 2+ images, random mismatches."""
     rng = np.random.default_rng(seed + 1)
     names = sorted(among)
-    multi = [n for n in names if people[n] >= 2]
+    multi = [n for n in names if len(people[n]) >= 2]
     matched: set[tuple[str, str]] = set()
     for _ in range(per_class * 20):
         if len(matched) >= per_class or not multi:
             break
         name = multi[rng.integers(len(multi))]
-        i, j = sorted(rng.choice(people[name], 2, replace=False) + 1)
-        matched.add((image_relpath(name, int(i)), image_relpath(name, int(j))))
+        i, j = sorted(rng.choice(len(people[name]), 2, replace=False))
+        matched.add((people[name][i], people[name][j]))
     mismatched: set[tuple[str, str]] = set()
     for _ in range(per_class * 20):
         if len(mismatched) >= len(matched) or len(names) < 2:
             break
         a, b = rng.choice(len(names), 2, replace=False)
         na, nb = names[a], names[b]
-        i, j = rng.integers(people[na]) + 1, rng.integers(people[nb]) + 1
-        mismatched.add((image_relpath(na, int(i)), image_relpath(nb, int(j))))
+        i, j = rng.integers(len(people[na])), rng.integers(len(people[nb]))
+        mismatched.add((people[na][i], people[nb][j]))
     return [Pair(a, b, True) for a, b in sorted(matched)] + [Pair(a, b, False) for a, b in sorted(mismatched)]

@@ -44,15 +44,14 @@ def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None, p
     import torch
 
     from train import checkpoint
-    from train.data import load_bank, pair_set, protocol_splits
+    from train.data import load_bank, open_source, pair_set, protocol_splits
     from train.loop import calibrate_head, load_model, pair_probabilities, validation_summary
     from verify_cli import metrics
-    from verify_cli.lfw import LFWRoot
 
     cfg, model = load_model(checkpoint.load(checkpoint_path))
     if flip is not None:
         model.flip_average = flip
-    lfw = LFWRoot.open(data_root)
+    lfw = open_source(cfg, data_root)
     splits = protocol_splits(cfg, lfw)
     if pairs_out is not None:
         write_atomic(pairs_out, view1_text(splits.val).encode())
