@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    if os.environ.get("RANK", "0") != "0":  # torchrun's other ranks write nothing: they leave at once
+        os._exit(130)
     raise KeyboardInterrupt
 
 
@@ -63,7 +66,8 @@ def main(
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
-        console.print("interrupted: the last complete epoch is saved; continue with --resume", markup=False)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank is interrupted; rank 0 says so
+            console.print("interrupted: the last complete epoch is saved; continue with --resume", markup=False)
         raise typer.Exit(130) from None
 
 
@@ -113,10 +117,8 @@ def run(preset: str, data_root: Path, run_dir: Path | None, resume: bool, epochs
     if threads > 0:
         torch.set_num_threads(threads)
     ranks = distributed.start()  # torchrun: this process's rank; else a single process (rank 0 of 1)
-    try:
-        _run(cfg, data_root, run_dir, resume, epochs, dry_run, overrides, report_test, ranks)
-    finally:
-        distributed.stop(ranks)
+    _run(cfg, data_root, run_dir, resume, epochs, dry_run, overrides, report_test, ranks)
+    distributed.stop(ranks)  # not after an error or Ctrl-C: the other ranks may be gone, and the teardown waits
 
 
 def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, epochs: int | None, dry_run: bool,
