@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import DATA_ROOT, HAVE_LFW, IN_CI
 
 
@@ -12,6 +14,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under CI=true a missing data root fails the run at once: CI always has one, so green must mean tested."""
     if IN_CI and not HAVE_LFW:
         raise pytest.UsageError(f"CI=true but no LFW data root at {DATA_ROOT}: set FACEVERIFY_DATA or run `make data`")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_put_back() -> Iterator[None]:
+    """Tests that train in-process with --threads N set torch's thread count for the whole process; the figures
+    of later in-process runs depend on it (runs compared bit for bit must run on as many threads), so each test
+    leaves it as it found it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
