@@ -37,8 +37,9 @@ def parity_pairs(cfg: TrainConfig, lfw: Source, config: ExportConfig) -> list[Pa
 
 def pairs_source(cfg: TrainConfig) -> str:
     """Where the validation pairs come from, in words (for the reports and the metadata)."""
+    data = "" if cfg.data == "lfw" else f", people of {cfg.data}"
     return (f"validation pairs of preset {cfg.preset} ({cfg.protocol} protocol, val_fraction {cfg.val_fraction}, "
-            f"seed {cfg.seed}, faces {cfg.faces})")
+            f"seed {cfg.seed}, faces {cfg.faces}{data})")
 
 
 class Judged:

@@ -105,7 +105,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         check_graph(tmp)
-        console.print(f"parity on {len(pairs)} real LFW {source}")
+        console.print(f"parity on {len(pairs)} real {source}")
         report = measure_parity(model, tmp, lfw, pairs, cfg.preprocess, cfg.faces, float(saved["threshold"]), config,
                                 source)
         if not report.passed:

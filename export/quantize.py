@@ -267,7 +267,7 @@ def quantize_model(fp32_path: str | os.PathLike, out: str | os.PathLike, data_ro
     data = validation_set(fp32, open_source(training_config(fp32), data_root), config)
     embeddings = embed_all(fp32, data.images)
     with atomic_path(out) as tmp:
-        console.print(f"quantizing to int8, calibrated on the {len(data.images)} images of {len(data.left)} real LFW "
+        console.print(f"quantizing to int8, calibrated on the {len(data.images)} images of {len(data.left)} real "
                       f"{data.source}")
         quantize_graph(fp32_path, tmp, data, embeddings)
         _write_metadata(tmp, int8_metadata(fp32, data, None))
