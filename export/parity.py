@@ -71,7 +71,7 @@ class ParityReport(Judged):
     prob_max_abs_diff: float  # ONNX Runtime tower+head vs the full PyTorch Siamese forward
     embedding_max_rel_err: float  # max over images of ||e_onnx - e_torch||_2 / ||e_torch||_2
     embedding_max_abs_diff: float
-    decisions_differ: int  # pairs decided differently at the stored threshold
+    decisions_differ: int  # pairs decided differently at the stored threshold (ties within prob_atol of it aside)
     torch_split_max_abs_diff: float  # PyTorch tower+head vs PyTorch full forward (information only)
     prob_atol: float
     embedding_rtol: float
@@ -130,6 +130,9 @@ def measure_parity(model: SiameseNet, onnx_path: str | os.PathLike, lfw: Source,
     got_emb = onnx_emb.astype(np.float64)
     got_prob = onnx_prob.astype(np.float64)
     matched = int(sum(p.same for p in pairs))
+    # a pair PyTorch scores within the probability tolerance of the threshold is a tie: float rounding may put it
+    # either side, and the probability check already bounds it; every other decision must be the same
+    tie = np.abs(full_prob - threshold) <= config.prob_atol
     return ParityReport(
         pairs=len(pairs),
         matched=matched,
@@ -139,7 +142,7 @@ def measure_parity(model: SiameseNet, onnx_path: str | os.PathLike, lfw: Source,
         prob_max_abs_diff=float(np.max(np.abs(got_prob - full_prob))),
         embedding_max_rel_err=_max_rel_err(got_emb, ref_emb),
         embedding_max_abs_diff=float(np.max(np.abs(got_emb - ref_emb))),
-        decisions_differ=int(np.sum((got_prob >= threshold) != (full_prob >= threshold))),
+        decisions_differ=int(np.sum(((got_prob >= threshold) != (full_prob >= threshold)) & ~tie)),
         torch_split_max_abs_diff=float(np.max(np.abs(split_prob - full_prob))),
         prob_atol=config.prob_atol,
         embedding_rtol=config.embedding_rtol,
