@@ -42,11 +42,11 @@ class ImageBank:
         return torch.from_numpy(normalize(self.pixels[rows], spec))
 
 
-def load_bank(lfw: Source, relpaths: list[str], spec: Preprocess, faces: Faces, workers: int = 4) -> ImageBank:
+def load_bank(source: Source, relpaths: list[str], spec: Preprocess, faces: Faces, workers: int = 4) -> ImageBank:
     """Decode, find faces (`faces`) and prepare images in a thread pool (Pillow and ONNX Runtime release the GIL)."""
     paths = sorted(set(relpaths))
     with ThreadPoolExecutor(workers) as pool:
-        read = list(pool.map(lambda p: lfw_pixels(lfw.image(p), spec, faces), paths))
+        read = list(pool.map(lambda p: lfw_pixels(source.image(p), spec, faces), paths))
     pixels = np.stack([array for array, _ in read]) if read else np.zeros((0, spec.channels, spec.size, spec.size), np.uint8)
     return ImageBank(paths, pixels, [p for p, (_, missed) in zip(paths, read) if missed])
 
@@ -221,10 +221,11 @@ def open_source(cfg: TrainConfig, data_root: str | os.PathLike) -> Source:
     return LFWRoot.open(data_root)
 
 
-def protocol_splits(cfg: TrainConfig, lfw: Source, smoke: bool = False) -> Splits:
+def protocol_splits(cfg: TrainConfig, source: Source, smoke: bool = False) -> Splits:
     """The splits of a run's protocol, seeded; training and export both rebuild the validation pairs from here."""
-    if isinstance(lfw, ImageFolder):
-        return folder_splits(cfg, lfw.subset(SMOKE_PEOPLE) if smoke else lfw)
+    if isinstance(source, ImageFolder):
+        return folder_splits(cfg, source.subset(SMOKE_PEOPLE) if smoke else source)
+    lfw = source
     dev_train, dev_test = lfw.pairs("train"), lfw.pairs("test")
     if smoke:
         dev_train, dev_test = smoke_subset(dev_train, 2 * SMOKE_PAIRS), smoke_subset(dev_test)
@@ -252,13 +253,13 @@ def folder_splits(cfg: TrainConfig, folder: ImageFolder) -> Splits:
     return Splits([], val_pairs, [], {name: folder.people[name] for name in sorted(train_people)})
 
 
-def make_data(cfg: TrainConfig, lfw: Source, smoke: bool = False, with_test: bool = False) -> Data:
+def make_data(cfg: TrainConfig, source: Source, smoke: bool = False, with_test: bool = False) -> Data:
     """Decode what a run trains and validates on; DevTest's images only `with_test` (for the final report)."""
-    splits = protocol_splits(cfg, lfw, smoke)
+    splits = protocol_splits(cfg, source, smoke)
     pairs = splits.train + splits.val + (splits.test if with_test else [])
     pair_images = [p for pair in pairs for p in (pair.left, pair.right)]
     train_images = [img for images in splits.people.values() for img in images]
-    bank = load_bank(lfw, train_images + pair_images, cfg.preprocess, cfg.faces)
+    bank = load_bank(source, train_images + pair_images, cfg.preprocess, cfg.faces)
     test = pair_set(bank, splits.test) if with_test else None
     if cfg.protocol == "restricted":
         return Data(bank, pair_set(bank, splits.train), pair_set(bank, splits.val), test)

@@ -43,15 +43,20 @@ def _may_have_gpu() -> bool:
     return any(name.startswith("nvidia") for name in os.listdir("/dev"))
 
 
-def runs_on_cpu(provider: str) -> bool:
-    """Whether a model loaded for `provider` surely runs on the CPU: asked for, or no CUDA for auto to find."""
-    if provider == "cpu":
-        return True
-    if provider != "auto":
-        return False
+def _candidates(provider: str) -> list[str]:
+    """The execution providers a session for `provider` (auto, cuda or cpu) is offered, in order of preference."""
     import onnxruntime as ort
 
-    return not _may_have_gpu() or PROVIDERS["cuda"] not in ort.get_available_providers()
+    wanted = {"auto": ["cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[provider]
+    if provider == "auto" and not _may_have_gpu():
+        wanted = ["cpu"]  # skip ONNX Runtime's CUDA library probe (tens of ms) where no NVIDIA device exists
+    available = ort.get_available_providers()
+    return [PROVIDERS[p] for p in wanted if PROVIDERS[p] in available]
+
+
+def runs_on_cpu(provider: str) -> bool:
+    """Whether a model loaded for `provider` surely runs on the CPU: asked for, or no CUDA for auto to find."""
+    return provider != "cuda" and PROVIDERS["cuda"] not in _candidates(provider)
 
 
 @contextlib.contextmanager
@@ -90,11 +95,7 @@ class Model:
         options.log_severity_level = 4
         if threads > 0:
             options.intra_op_num_threads = threads
-        wanted = {"auto": ["cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[provider]
-        if provider == "auto" and not _may_have_gpu():
-            wanted = ["cpu"]  # skip ONNX Runtime's CUDA library probe (tens of ms) where no NVIDIA device exists
-        available = ort.get_available_providers()
-        names = [PROVIDERS[p] for p in wanted if PROVIDERS[p] in available]
+        names = _candidates(provider)
         if provider == "cuda" and PROVIDERS["cuda"] not in names:
             raise FaceverifyError("provider cuda: this ONNX Runtime build has no CUDA execution provider")
         probing_cuda = PROVIDERS["cuda"] in names
