@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.heads import CosineHead, L1Head
-from models.towers import KochTower, PlainTower, ResNetTower, koch_side
+from models.towers import KochTower, PatchTower, PlainTower, ResNetTower, koch_side
 from models.typed_config import Rules, check_fields
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
@@ -38,12 +38,18 @@ class ModelConfig:
     head: Literal["l1", "cosine"] = "l1"  # weighted L1 (Koch et al.), or logistic regression on the cosine
     init: Literal["report", "koch", "torch"] = "report"  # weights N(0, 0.01); the paper's; PyTorch's defaults
     flip_average: bool = False  # in eval mode (so in the exported graph) embed as the mean of the image's and its mirror's
+    # one branch of the tower per entry, each on the central fraction of the input resampled to patch_size pixels
+    # (towers.PatchTower), each `embedding / len(patches)` wide; empty: one tower on the whole input
+    patches: tuple[float, ...] = ()
+    patch_size: int = 0
 
     RULES: ClassVar[Rules] = {
         "channels": (_positive, "one or more widths >= 1"),
         "kernels": (_positive, "one or more sizes >= 1"),
         "dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
         "embedding": (lambda v: v >= 1, ">= 1"),
+        "patches": (lambda v: all(0 < f <= 1 for f in v), "fractions in (0, 1]"),
+        "patch_size": (lambda v: v >= 0, ">= 0"),
     }
 
     def __post_init__(self) -> None:
@@ -52,6 +58,10 @@ class ModelConfig:
             self._mismatch("channels, kernels and pools need one entry per layer")
         if self.tower != "koch" and (len(self.blocks) != len(self.channels) or not _positive(self.blocks)):
             self._mismatch("blocks needs one count >= 1 per stage of channels")
+        if self.patches and (self.head != "cosine" or self.patch_size < 1 or self.embedding % len(self.patches)):
+            self._mismatch(f"patches {self.patches} need the cosine head, a patch_size >= 1 and an embedding that "
+                           f"divides among them (head {self.head}, patch_size {self.patch_size}, "
+                           f"embedding {self.embedding})")
 
     def _mismatch(self, rule: str) -> None:
         raise FaceverifyError(
@@ -93,10 +103,9 @@ class SiameseNet(nn.Module):
 
 def check_input(cfg: ModelConfig, spec: Preprocess) -> None:
     """One line when the network cannot take the input `spec` prepares (a Koch tower's valid convolutions)."""
-    if cfg.tower == "koch" and koch_side(spec.size, cfg.kernels, cfg.pools) < 1:
-        raise FaceverifyError(
-            f"invalid configuration: preprocess.size {spec.size} is too small for model.kernels {cfg.kernels}"
-        )
+    size, name = (cfg.patch_size, "model.patch_size") if cfg.patches else (spec.size, "preprocess.size")
+    if cfg.tower == "koch" and koch_side(size, cfg.kernels, cfg.pools) < 1:
+        raise FaceverifyError(f"invalid configuration: {name} {size} is too small for model.kernels {cfg.kernels}")
 
 
 def _initialise(model: nn.Module, scheme: str) -> None:
@@ -114,16 +123,22 @@ def _initialise(model: nn.Module, scheme: str) -> None:
                     nn.init.zeros_(module.bias)
 
 
+def _tower(cfg: ModelConfig, channels: int, size: int, embedding: int) -> nn.Module:
+    """The configured tower family for `channels` x `size` x `size` inputs and an `embedding`-wide output."""
+    if cfg.tower == "koch":
+        return KochTower(channels, size, cfg.channels, cfg.kernels, cfg.pools, cfg.batchnorm, cfg.dropout, embedding)
+    if cfg.tower == "plain":
+        return PlainTower(channels, cfg.channels, cfg.blocks, embedding, cfg.dropout, size)
+    return ResNetTower(channels, cfg.channels, cfg.blocks, embedding, cfg.dropout, cfg.pooling, size)
+
+
 def build_model(cfg: ModelConfig, spec: Preprocess) -> SiameseNet:
     """Build the Siamese network a configuration describes for inputs prepared by `spec` (initialised, train mode)."""
-    if cfg.tower == "koch":
-        tower: nn.Module = KochTower(
-            spec.channels, spec.size, cfg.channels, cfg.kernels, cfg.pools, cfg.batchnorm, cfg.dropout, cfg.embedding
-        )
-    elif cfg.tower == "plain":
-        tower = PlainTower(spec.channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, spec.size)
+    if cfg.patches:
+        branches = [_tower(cfg, spec.channels, cfg.patch_size, cfg.embedding // len(cfg.patches)) for _ in cfg.patches]
+        tower = PatchTower(spec.size, cfg.patches, cfg.patch_size, branches)
     else:
-        tower = ResNetTower(spec.channels, cfg.channels, cfg.blocks, cfg.embedding, cfg.dropout, cfg.pooling, spec.size)
+        tower = _tower(cfg, spec.channels, spec.size, cfg.embedding)
     head = L1Head(cfg.embedding) if cfg.head == "l1" else CosineHead(cfg.embedding)
     model = SiameseNet(tower, head, cfg.flip_average)
     _initialise(model, cfg.init)

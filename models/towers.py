@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -153,3 +154,44 @@ class PlainTower(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.embed(self.drop(self.features(x)).flatten(1)))
+
+
+def resample_matrix(side: int, length: int, size: int) -> torch.Tensor:
+    """(size, side) weights taking the central `length` of `side` pixels to `size` pixels: Pillow's bilinear
+    (triangle) filter, widened when shrinking so that every source pixel counts; the identity's rows when
+    `length == size`."""
+    scale = length / size
+    support = max(scale, 1.0)
+    centres = (side - length) / 2 + (torch.arange(size, dtype=torch.float64) + 0.5) * scale
+    source = torch.arange(side, dtype=torch.float64) + 0.5
+    weights = (1 - (source[None, :] - centres[:, None]).abs() / support).clamp(min=0)
+    return (weights / weights.sum(1, keepdim=True)).float()
+
+
+class PatchTower(nn.Module):
+    """One branch per patch of the input (DeepID's multi-patch idea): branch k sees the central `patches[k]` of
+    the image resampled to `size` pixels, and the embedding is the branches' unit-length embeddings side by side,
+    so the cosine of two embeddings is the mean of the branches' cosines. The resampling is two constant matrix
+    products, so the exported graph repeats it exactly.
+    """
+
+    def __init__(self, input_size: int, patches: tuple[float, ...], size: int, branches: list[nn.Module]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        for k, fraction in enumerate(patches):
+            matrix = resample_matrix(input_size, max(1, round(fraction * input_size)), size)
+            self.register_buffer(f"resample{k}", matrix, persistent=False)  # rebuilt from the configuration
+
+    @staticmethod
+    def _resample(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """r x r^T for every image, as 2-D products (ONNX Runtime's batched MatMul rejects an empty batch)."""
+        n, c, side, _ = x.shape
+        size, rt = r.shape[0], r.t().to(x.dtype)
+        rows = (x.reshape(n * c * side, side) @ rt).reshape(n, c, side, size).transpose(2, 3)
+        return (rows.reshape(n * c * size, side) @ rt).reshape(n, c, size, size).transpose(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for k, branch in enumerate(self.branches):
+            out.append(F.normalize(branch(self._resample(x, getattr(self, f"resample{k}"))), dim=1, eps=1e-6))
+        return torch.cat(out, dim=1)

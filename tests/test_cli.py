@@ -361,6 +361,19 @@ def test_ten_fold_file_gets_fold_rows_and_the_mean(onnx_model: Path, data_root: 
 # ------------------------------------------------------------------------------------------ info
 
 
+def test_info_leaves_out_the_architecture_fields_its_tower_does_not_read() -> None:
+    from verify_cli.cli.info import unused_architecture
+
+    plain = {"tower": "plain", "blocks": [2, 2], "kernels": [10, 7], "pools": [True], "batchnorm": True,
+             "pooling": "avg", "patches": [1.0, 0.8], "patch_size": 64}
+    assert unused_architecture(json.dumps(plain)) == ("batchnorm", "kernels", "pooling", "pools")
+    assert unused_architecture(json.dumps({**plain, "patches": []})) == (
+        "batchnorm", "kernels", "patch_size", "patches", "pooling", "pools")
+    assert unused_architecture(json.dumps({"tower": "koch", "patches": []})) == (
+        "blocks", "patch_size", "patches", "pooling")
+    assert unused_architecture("not json") == ()
+
+
 def test_info_shows_the_metadata_and_providers(onnx_model: Path) -> None:
     result = invoke("info", "--model", onnx_model, "--provider", "cpu")
     assert result.exit_code == 0, result.stderr
@@ -369,6 +382,7 @@ def test_info_shows_the_metadata_and_providers(onnx_model: Path) -> None:
         assert label in result.stdout
     threshold = runtime.Model(onnx_model, "cpu").threshold
     assert f"{threshold:.4f}" in result.stdout
+    assert "kernels" in result.stdout and "pooling" not in result.stdout  # a Koch tower's fields, not a ResNet's
 
     data = json.loads(invoke("info", "--model", onnx_model, "--json").stdout)
     assert data["metadata"]["faceverify.threshold"] == pytest.approx(threshold)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from models import build_model
+from models.towers import resample_matrix
 from train.config import PRESETS, TrainConfig
 
 REPORT_LINEAR = {
@@ -86,3 +88,47 @@ def test_flip_average_mirrors_in_eval_mode_only() -> None:
         assert torch.allclose(model.embed(mirrored), model.embed(x), atol=1e-5)  # a mirror image embeds the same
         model.train()
         assert torch.equal(model.embed(x), model.tower(x))
+
+
+def test_resample_matrix_is_pillows_bilinear_crop_and_resize() -> None:
+    from PIL import Image
+
+    assert torch.equal(resample_matrix(80, 64, 64), torch.eye(80)[8:72])  # central 64 of 80: a plain cut
+    gen = torch.Generator().manual_seed(0)
+    img = (torch.rand(80, 80, generator=gen) * 255).round()
+    for length, size in [(80, 64), (60, 64), (70, 35)]:
+        r = resample_matrix(80, length, size).double()
+        assert torch.allclose(r.sum(1), torch.ones(size, dtype=torch.float64))
+        left = (80 - length) / 2
+        pil = Image.fromarray(img.numpy().astype("uint8")).resize(
+            (size, size), Image.Resampling.BILINEAR, box=(left, left, left + length, left + length))
+        ours = r @ img.double() @ r.t()
+        assert (ours - torch.from_numpy(np.asarray(pil, dtype=np.float64))).abs().max() <= 1.0
+
+
+def test_patch_tower_gives_each_branch_its_patch_and_averages_their_cosines() -> None:
+    cfg = PRESETS["fv-patches"]
+    model = build_model(cfg.model, cfg.preprocess).eval()
+    seen: list[torch.Tensor] = []
+    for branch in model.tower.branches:
+        branch.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    a, b = torch.rand(2, 1, 80, 80), torch.rand(2, 1, 80, 80)
+    with torch.no_grad():
+        model.flip_average = False
+        ea, eb = model.embed(a), model.embed(b)
+        assert torch.allclose(seen[1], a[:, :, 8:72, 8:72])  # the tight branch: the central 0.8, uncut pixels
+        assert seen[0].shape == (2, 1, 64, 64)  # the wide branch: all 80 px resampled to 64
+        halves = [(x[:, :64], x[:, 64:]) for x in (ea, eb)]
+        for part in halves[0]:
+            assert torch.allclose(part.norm(dim=1), torch.ones(2), atol=1e-5)
+        cos = torch.nn.functional.cosine_similarity
+        mean = (cos(halves[0][0], halves[1][0]) + cos(halves[0][1], halves[1][1])) / 2
+        assert torch.allclose(cos(ea, eb), mean, atol=1e-6)
+
+
+@pytest.mark.parametrize("changes", [{"embedding": 127}, {"head": "l1"}, {"patch_size": 0}, {"patches": (1.0, 1.2)}])
+def test_patches_that_cannot_work_are_one_line(changes: dict) -> None:
+    from verify_cli.errors import FaceverifyError
+
+    with pytest.raises(FaceverifyError, match="patch"):
+        replace(PRESETS["fv-patches"].model, **changes)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import REPO
 
-from models import SiameseNet
+from models import SiameseNet, build_model
 from models.heads import CosineHead
 from train import checkpoint, loop, report
 from train.__main__ import run
@@ -328,3 +328,23 @@ def test_experiments_table_reads_runs_and_keeps_the_reports_figures(tmp_path: Pa
     assert rows["exp9"][1:9] == ["23 (of 200)", "patience", "2", "23", "0.700", "62.0", "65.5", "0.710"]
     assert rows["exp1"][1:3] == ["5 (of 200)", "running"] and rows["exp1"][-4:-1] == ["0.539", "72.3", "70.4"]
     assert rows["exp3"][1] == "not run (of 200)" and len(rows) == 10
+
+
+def test_each_patch_trains_on_its_own_part_of_the_embedding_with_its_own_cosface() -> None:
+    from train.data import Identities
+
+    cfg = get_preset("fv-patches")
+    labels = np.repeat(np.arange(6), 4)
+    objective = IdentityObjective(cfg, Identities(np.arange(24), labels), torch.device("cpu"))
+    assert len(objective.cosface) == 2 and objective.cosface[0].weight.shape == (6, 64)
+    model = build_model(cfg.model, cfg.preprocess)
+    emb = torch.randn(24, 128, generator=torch.Generator().manual_seed(0))
+    rows = np.arange(24)
+    total, _ = objective.loss(model, emb, rows)
+    y = torch.from_numpy(labels)
+    expected = sum(in_batch_pair_loss(model, part, y)[0] + cosface(part, y)
+                   for part, cosface in zip((emb[:, :64], emb[:, 64:]), objective.cosface))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    state = objective.state_dict()
+    assert set(state) == {"0.weight", "1.weight"}
+    objective.load_state_dict(state)

@@ -91,14 +91,22 @@ class PairsObjective(Objective):
 
 
 class IdentityObjective(Objective):
-    """Unrestricted protocol: identity batches, CosFace over the training people plus the in-batch pair loss."""
+    """Unrestricted protocol: identity batches, CosFace over the training people plus the in-batch pair loss.
+
+    A tower of several patches (model.patches) trains each branch on its own part of the embedding with its own
+    CosFace classifier and pair loss, summed: each branch learns as it would alone, and the ensemble gains from
+    their differences.
+    """
 
     train_loss = "CosFace + pair BCE"
 
     def __init__(self, cfg: TrainConfig, identities: Identities, device: torch.device) -> None:
         self.identities, self.cfg = identities, cfg
         classes = int(identities.labels.max()) + 1
-        self.cosface = CosFace(cfg.model.embedding, classes, cfg.margin, cfg.margin_scale).to(device)
+        self.branches = max(1, len(cfg.model.patches))
+        width = cfg.model.embedding // self.branches
+        self.cosface = nn.ModuleList(CosFace(width, classes, cfg.margin, cfg.margin_scale)
+                                     for _ in range(self.branches)).to(device)
 
     @classmethod
     def build(cls, cfg: TrainConfig, data: Data, device: torch.device) -> Objective:
@@ -123,14 +131,18 @@ class IdentityObjective(Objective):
 
     def loss(self, model: SiameseNet, emb: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, float]:
         labels = torch.from_numpy(self.identities.labels[rows]).to(emb.device)
-        pair_loss, acc = in_batch_pair_loss(model, emb, labels)
-        return pair_loss + self.cosface(emb, labels), acc
+        total, accuracy = emb.new_zeros(()), 0.0
+        for part, cosface in zip(emb.chunk(self.branches, dim=1), self.cosface, strict=True):
+            pair_loss, acc = in_batch_pair_loss(model, part, labels)
+            total, accuracy = total + pair_loss + cosface(part, labels), accuracy + acc / self.branches
+        return total, accuracy
 
     def state_dict(self) -> dict[str, Any]:
-        return self.cosface.state_dict()
+        state = self.cosface.state_dict()  # one tower's keys as they were before patches: "weight"
+        return {"weight": state["0.weight"]} if self.branches == 1 else state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cosface.load_state_dict(state)
+        self.cosface.load_state_dict({"0.weight": state["weight"]} if self.branches == 1 else state)
 
 
 OBJECTIVES: dict[Protocol, type[Objective]] = {"restricted": PairsObjective, "unrestricted": IdentityObjective}

@@ -69,7 +69,9 @@ def info(
         table.add_row(label, value)
     for label, key in rows:
         used.add(key)
-        table.add_row(label, render.describe(props.get(key), skip=("model", "preprocess", "preset", "protocol")))
+        unused = unused_architecture(props.get(key)) if key == mm.K_ARCHITECTURE else ()
+        skip = ("model", "preprocess", "preset", "protocol", *unused)
+        table.add_row(label, render.describe(props.get(key), skip=skip))
     for key in sorted(set(props) - used):
         table.add_row(render.esc(key), render.describe(props[key]))
     table.add_section()
@@ -83,6 +85,26 @@ def info(
     table.add_row("provider", f"[magenta]{the_model.provider}[/] ran this session{cuda_note}")
     table.add_row("available", ", ".join(available))
     render.console().print(table)
+
+
+# ModelConfig fields only some tower families read; the others hold defaults that describe nothing
+TOWER_FIELDS = {"koch": ("kernels", "pools", "batchnorm"), "resnet": ("blocks", "pooling"), "plain": ("blocks",)}
+
+
+def unused_architecture(text: str | None) -> tuple[str, ...]:
+    """The architecture fields (JSON `text`) this model's tower does not read: another family's, and the patch
+    size of a tower without patches."""
+    try:
+        arch = json.loads(text or "")
+    except ValueError:
+        return ()
+    if not isinstance(arch, dict):
+        return ()
+    own = TOWER_FIELDS.get(arch.get("tower"), ())
+    unused = {f for fields in TOWER_FIELDS.values() for f in fields} - set(own) if own else set()
+    if not arch.get("patches"):
+        unused |= {"patches", "patch_size"}
+    return tuple(sorted(unused))
 
 
 def precision_records(path: Path) -> dict[str, dict]:
