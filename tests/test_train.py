@@ -197,8 +197,11 @@ def test_default_preset_trains_on_identities_with_cosface_and_pair_loss(default_
     people = protocol_splits(cfg, LFWRoot.open(data_root), smoke=True).people
     last = torch.load(default_run["run_dir"] / "last.pt", weights_only=True)
     assert last["config"]["preset"] == DEFAULT_PRESET and last["config"]["protocol"] == "unrestricted"
-    cosface = last["identity_loss"]["weight"]  # one CosFace class per training person, trained with the network
-    assert cosface.shape == (len(people), cfg.model.embedding) and torch.isfinite(cosface).all()
+    branches = max(1, len(cfg.model.patches))  # one CosFace per branch of a patch tower, on its part of the embedding
+    state = last["identity_loss"]
+    for cosface in [state["weight"]] if branches == 1 else [state[f"{k}.weight"] for k in range(branches)]:
+        # one CosFace class per training person, trained with the network
+        assert cosface.shape == (len(people), cfg.model.embedding // branches) and torch.isfinite(cosface).all()
     assert default_run["batches"] and all(np.isfinite(default_run["losses"]))
     for labels in default_run["batches"]:
         _, counts = np.unique(labels, return_counts=True)

@@ -189,7 +189,7 @@ PRESET_ROWS: list[PresetRow] = [
     PresetRow("fv-plain-drop-affine", "fv-plain-drop", {"augment": True},
               "fv-plain-drop with Koch et al.'s affine distortions as well (rotation, shear, scale)"),
 ]
-DEFAULT_PRESET = "fv-tight"
+DEFAULT_PRESET = "fv-patches"
 
 
 def _build_presets(rows: list[PresetRow]) -> dict[str, TrainConfig]:
