@@ -186,22 +186,16 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
         raise FaceverifyError(f"{path}: not a resumable checkpoint ({type(exc).__name__}: {first_line(exc, 160)})") from None
 
 
-def augmented(cfg: TrainConfig, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A training batch after the run's augmentations, drawn from `gen`."""
+def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device: torch.device,
+               gen: torch.Generator) -> tuple[float, float]:
+    """One optimisation step on a batch of rows (augmented from `gen`); returns its loss and accuracy."""
+    x = data.bank.batch(st.objective.images(rows), cfg.preprocess)
     if cfg.augment:
         x = augment(x, gen)
     if cfg.shift:
         x = shift_and_flip(x, gen, cfg.shift)
     if cfg.color > 0:
         x = photometric(x, gen, cfg.color)
-    return x
-
-
-def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device: torch.device,
-               gen: torch.Generator) -> tuple[float, float]:
-    """One optimisation step on a batch of rows (augmented from `gen`); returns its loss and accuracy."""
-    x = data.bank.batch(st.objective.images(rows), cfg.preprocess)
-    x = augmented(cfg, x, gen)
     if st.ddp is not None:
         loss, acc = st.ddp(to_device(x, device), rows)  # DDP averages the gradients over the ranks in backward
     else:
