@@ -33,6 +33,7 @@ from train.data import (
 from train.losses import CosFace, in_batch_pair_loss
 from train.objectives import IdentityObjective
 from verify_cli import modelmeta
+from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
 
 
@@ -47,7 +48,8 @@ def test_smoke_run_leaves_a_complete_run_folder(tiny_run: Path) -> None:
     assert all(np.isfinite(row["train_loss"]) and 0 <= row["val_accuracy"] <= 1 for row in history)
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert summary["threshold"] == best["threshold"] and summary["validation"]["pairs"] == 5  # a tenth of 48
-    assert "test" not in summary and "test_accuracy_at_0_5" not in summary  # DevTest only with --report-test
+    assert "test" not in summary  # DevTest only with --report-test
+    assert summary["threshold_rule"] == loop.ARGMAX_RULE  # Koch's L1 head is not recalibrated on validation
     assert not list(tiny_run.glob("*.tmp"))
 
 
@@ -158,7 +160,7 @@ def test_report_test_scores_devtest_once_and_changes_nothing_else(data_root: Pat
         report_test=True)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     plain = json.loads((tiny_run / "summary.json").read_text())
-    assert summary["test"]["pairs"] == 24 and 0 <= summary["test_accuracy_at_0_5"] <= 1  # 12 of each class
+    assert summary["test"]["pairs"] == 24 and 0 <= summary["test"]["accuracy"] <= 1  # 12 of each class
     assert summary["threshold"] == plain["threshold"] and summary["validation"] == plain["validation"]
     row = report.results_row(summary)
     assert row["test_accuracy"] == f"{100 * summary['test']['accuracy']:.1f}"
@@ -224,6 +226,8 @@ def test_default_preset_calibrates_its_head_and_its_checkpoint_reloads(default_r
     probs, _ = loop.pair_probabilities(model, data.bank, data.val, cfg.preprocess, torch.device("cpu"))
     accuracy = float(np.mean((probs >= saved["threshold"]) == (data.val.labels > 0.5)))
     assert accuracy == saved["summary"]["validation"]["accuracy"]
+    # a calibrated head decides at probability 0.5: the balanced-class decision, not a threshold fitted to the pairs
+    assert saved["threshold"] == 0.5 and saved["summary"]["threshold_rule"] == loop.CALIBRATED_RULE
 
 
 def test_identity_batches_hold_p_identities_of_k_images() -> None:
@@ -304,6 +308,20 @@ def test_default_preset_exports_with_parity(default_run: dict, data_root: Path, 
     assert json.loads(result.metadata[modelmeta.K_INPUT]) == {"channels": spec.channels, "height": spec.size,
                                                               "width": spec.size}
     assert modelmeta.K_DEVTEST not in result.metadata
+
+
+@pytest.mark.slow
+def test_threshold_rules_score_both_rules_on_held_out_halves(default_run: dict, tiny_run: Path,
+                                                             data_root: Path) -> None:
+    from train.validate import threshold_rules
+
+    report = threshold_rules(default_run["run_dir"] / "best.pt", data_root, halvings=3)
+    assert report["halvings"] == 3 and report["calibrated"]["rule"] == loop.CALIBRATED_RULE
+    accuracies = [report[rule]["held_out_accuracy"] for rule in ("calibrated", "argmax")]
+    assert all(0.3 < a < 1 for a in accuracies)  # scored on pairs of people the thresholds never saw
+    assert report["calibrated_minus_argmax"]["mean"] == pytest.approx(accuracies[0] - accuracies[1])
+    with pytest.raises(FaceverifyError, match="cosine head"):
+        threshold_rules(tiny_run / "best.pt", data_root, halvings=1)  # Koch's L1 head has no calibration to compare
 
 
 def test_validation_pairs_written_as_view1_parse_back(tmp_path: Path) -> None:

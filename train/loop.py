@@ -368,10 +368,14 @@ def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Pre
     rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
     emb = embed_rows(model, bank, rows, spec, device)
     n = len(pairs)
-    a, b = emb[inverse[:n]], emb[inverse[n:]]
-    labels = torch.from_numpy(pairs.labels).to(emb.device)
-    head = model.head
-    head.restart()  # a convex fit from a fixed start: best.pt's head may already be calibrated by an earlier finalize
+    fit_head(model.head, emb[inverse[:n]], emb[inverse[n:]], torch.from_numpy(pairs.labels).to(emb.device))
+    return True
+
+
+def fit_head(head: CosineHead, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> None:
+    """Logistic regression of "same" on the pairs' cosines: the head's scale and bias, fitted from a fixed start
+    (a convex fit, so the start only matters for speed; best.pt's head may be calibrated already)."""
+    head.restart()
     optimizer = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -382,7 +386,20 @@ def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Pre
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return True
+
+
+CALIBRATED_RULE = ("probability 0.5 of the head calibrated on the validation pairs (the decision for equally likely "
+                   "classes; it held out better than the accuracy-maximising threshold: python -m train.validate "
+                   "--threshold-rules)")
+ARGMAX_RULE = "accuracy-maximising threshold on the validation pairs"
+
+
+def decision_threshold(probs: np.ndarray, labels: np.ndarray, calibrated: bool) -> tuple[float, str]:
+    """The stored threshold and its rule: 0.5 for a head calibrated on these validation pairs, whose probability
+    is then fitted to them as a whole; otherwise (an uncalibrated head) the accuracy-maximising threshold."""
+    if calibrated:
+        return 0.5, CALIBRATED_RULE
+    return metrics.best_threshold(probs, labels), ARGMAX_RULE
 
 
 def faces_summary(cfg: TrainConfig, bank: ImageBank) -> dict[str, Any]:
@@ -407,10 +424,11 @@ def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
     cfg, model = load_model(saved)
     device = pick_device()
     model.to(device)
-    if calibrate_head(model, data.bank, data.val, cfg.preprocess, device):
+    calibrated = calibrate_head(model, data.bank, data.val, cfg.preprocess, device)
+    if calibrated:
         saved["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     val_probs, val_loss = pair_probabilities(model, data.bank, data.val, cfg.preprocess, device)
-    threshold = metrics.best_threshold(val_probs, data.val.labels)
+    threshold, rule = decision_threshold(val_probs, data.val.labels, calibrated)
     history = checkpoint.load(run_dir / LAST)["history"]
     summary = {
         "preset": cfg.preset,
@@ -420,8 +438,7 @@ def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
         "seconds": sum(r["seconds"] for r in history),
         "train_loss": history[saved["epoch"] - 1]["train_loss"],
         "threshold": threshold,
-        "threshold_rule": "accuracy-maximising threshold on the validation pairs"
-        + (" (cosine head calibrated on the same pairs)" if isinstance(model.head, CosineHead) else ""),
+        "threshold_rule": rule,
         "validation": validation_summary(val_probs, val_loss, data.val, threshold),
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
@@ -432,7 +449,6 @@ def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
     if data.test is not None:
         test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)
         summary["test"] = {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()}
-        summary["test_accuracy_at_0_5"] = float(np.mean((test_probs >= 0.5) == (data.test.labels > 0.5)))
     saved.update(threshold=threshold, summary=summary)
     checkpoint.save(saved, best_path)
     checkpoint.save_json(summary, run_dir / "summary.json")
