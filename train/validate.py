@@ -98,15 +98,14 @@ def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100)
     rng = np.random.default_rng(0)
     head = CosineHead(a.shape[1])
     accuracy: dict[str, list[float]] = {"calibrated": [], "argmax": []}
+    truth = pairs.labels > 0.5
     for _ in range(halvings):
-        half = np.isin(people, rng.choice(people, people.size // 2, replace=False))
-        in_half = dict(zip(people, half))
-        side = np.array([in_half[x] if in_half[x] == in_half[y] else -1 for x, y in zip(left, right)], dtype=int)
-        fit, held = side == 1, side == 0
+        half = rng.choice(people, people.size // 2, replace=False)
+        left_in, right_in = np.isin(left, half), np.isin(right, half)
+        fit, held = left_in & right_in, ~left_in & ~right_in  # pairs across the halves are left out
         fit_head(head, a[fit], b[fit], labels[fit])
         with torch.no_grad():
             probs = torch.sigmoid(head(a, b)).double().numpy()
-        truth = pairs.labels > 0.5
         for rule, t in (("calibrated", 0.5), ("argmax", metrics.best_threshold(probs[fit], pairs.labels[fit]))):
             accuracy[rule].append(float(np.mean((probs[held] >= t) == truth[held])))
     gain = np.array(accuracy["calibrated"]) - np.array(accuracy["argmax"])
