@@ -26,6 +26,7 @@ from train.data import (
     make_data,
     photometric,
     protocol_splits,
+    random_erase,
     shift_and_flip,
     split_pairs,
     split_people,
@@ -35,6 +36,7 @@ from train.objectives import IdentityObjective
 from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
+from verify_cli.preprocess import Preprocess
 
 
 @pytest.mark.slow
@@ -369,3 +371,23 @@ def test_each_patch_trains_on_its_own_part_of_the_embedding_with_its_own_cosface
     state = objective.state_dict()
     assert set(state) == {"0.weight", "1.weight"}
     objective.load_state_dict(state)
+
+
+def test_random_erase_fills_one_seeded_rectangle_of_noise_in_about_half_the_images() -> None:
+    x = torch.zeros(200, 2, 20, 30)
+    spec = Preprocess(mean=0.5, std=0.5)
+    out = random_erase(x, torch.Generator().manual_seed(3), 0.5, spec)
+    assert torch.equal(out, random_erase(x, torch.Generator().manual_seed(3), 0.5, spec))
+    changed = (out != 0).any(1)  # pixels of the noise rectangle (noise is never exactly 0 here)
+    erased = 0
+    for mask in changed:
+        if not mask.any():
+            continue
+        erased += 1
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert bool(box.all()), "the erased pixels form one filled rectangle"
+        assert 0.01 <= box.numel() / mask.numel() <= 0.27
+    assert 70 < erased < 130
+    assert float(out.min()) >= -1 and float(out.max()) <= 1  # uniform over [0, 1] pixels scaled by (p - 0.5) / 0.5
+    assert torch.equal(random_erase(x, torch.Generator().manual_seed(3), 0.0, spec), x)

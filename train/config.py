@@ -43,6 +43,7 @@ class TrainConfig:
     augment: bool = False  # Koch et al.'s affine distortions and horizontal flips, training batches only
     shift: int = 0  # random translation of up to +-shift input pixels and a horizontal flip, training batches only
     color: float = 0.0  # brightness, contrast and saturation jitter (1 +- color) and 10% grey, training only
+    erase: float = 0.0  # probability of random erasing (one noise rectangle, 2-25% of the image), training only
     seed: int = 0
     # bf16: training steps run under bfloat16 autocast (weights, losses, validation, calibration and threshold
     # stay float32); about 2.8x faster per step on CPUs with AVX-512 BF16 or AMX
@@ -67,6 +68,7 @@ class TrainConfig:
         "patience": (lambda v: v >= 1, ">= 1"),
         "val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
         "color": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "erase": (lambda v: 0 <= v <= 1, "in [0, 1]"),
         "shift": (lambda v: v >= 0, ">= 0"),
         "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
         "seed": (lambda v: v >= 0, ">= 0"),

@@ -132,12 +132,17 @@ def identity_batches(
         yield np.array(rows, dtype=np.int64)
 
 
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    """n draws from the uniform distribution on [low, high)."""
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Koch et al.'s affine distortions (rotation +-10 deg, shear +-0.3, scale 0.8-1.2, shift +-2 px) and flips."""
     n, _, h, w = x.shape
 
     def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, generator=generator)
+        return _uniform(n, low, high, generator)
 
     angle = uniform(-10, 10) * math.pi / 180
     shear = uniform(-0.3, 0.3)
@@ -164,6 +169,27 @@ def shift_and_flip(x: torch.Tensor, generator: torch.Generator, pixels: int) -> 
     rows = (torch.arange(h).view(1, h) - dy.view(n, 1)).clamp(0, h - 1)
     index = torch.arange(n).view(n, 1, 1)
     return x.permute(0, 2, 3, 1)[index, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
+
+
+def random_erase(x: torch.Tensor, generator: torch.Generator, p: float, spec: Preprocess) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020): with probability `p` an image gets one rectangle, 2-25% of its area with
+    aspect ratio 0.3-3.3, filled with uniform noise over the pixel range (as `spec` scales it)."""
+    n, _, h, w = x.shape
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return _uniform(n, low, high, generator)
+
+    area, aspect = uniform(0.02, 0.25) * h * w, torch.exp(uniform(math.log(0.3), math.log(3.3)))
+    eh = torch.sqrt(area * aspect).round().clamp(1, h).long()
+    ew = torch.sqrt(area / aspect).round().clamp(1, w).long()
+    top = (torch.rand(n, generator=generator) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=generator) * (w - ew + 1)).long()
+    chosen = torch.rand(n, generator=generator) < p
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = ((ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1))
+              & (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1)) & chosen.view(n, 1, 1))
+    noise = ((torch.rand(x.shape, generator=generator) - spec.mean) / spec.std).to(x.dtype)
+    return torch.where(inside.unsqueeze(1).to(x.device), noise.to(x.device), x)
 
 
 def photometric(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ from models.heads import CosineHead
 from models.typed_config import differences
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import Data, ImageBank, PairSet, augment, photometric, shift_and_flip
+from train.data import Data, ImageBank, PairSet, augment, photometric, random_erase, shift_and_flip
 from train.distributed import SINGLE, Ranks, from_main, my_share, share_buffers, sum_over_ranks, weights_agree
 from train.objectives import Objective, make_objective
 from verify_cli import metrics
@@ -196,6 +196,8 @@ def train_step(cfg: TrainConfig, st: State, data: Data, rows: np.ndarray, device
         x = shift_and_flip(x, gen, cfg.shift)
     if cfg.color > 0:
         x = photometric(x, gen, cfg.color)
+    if cfg.erase > 0:
+        x = random_erase(x, gen, cfg.erase, cfg.preprocess)
     if st.ddp is not None:
         loss, acc = st.ddp(to_device(x, device), rows)  # DDP averages the gradients over the ranks in backward
     else:
