@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -140,9 +141,7 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Koch et al.'s affine distortions (rotation +-10 deg, shear +-0.3, scale 0.8-1.2, shift +-2 px) and flips."""
     n, _, h, w = x.shape
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return _uniform(n, low, high, generator)
+    uniform = partial(_uniform, n, generator=generator)
 
     angle = uniform(-10, 10) * math.pi / 180
     shear = uniform(-0.3, 0.3)
@@ -175,9 +174,7 @@ def random_erase(x: torch.Tensor, generator: torch.Generator, p: float, spec: Pr
     """Random erasing (Zhong et al. 2020): with probability `p` an image gets one rectangle, 2-25% of its area with
     aspect ratio 0.3-3.3, filled with uniform noise over the pixel range (as `spec` scales it)."""
     n, _, h, w = x.shape
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return _uniform(n, low, high, generator)
+    uniform = partial(_uniform, n, generator=generator)
 
     area, aspect = uniform(0.02, 0.25) * h * w, torch.exp(uniform(math.log(0.3), math.log(3.3)))
     eh = torch.sqrt(area * aspect).round().clamp(1, h).long()
