@@ -181,10 +181,10 @@ PRESET_ROWS: list[PresetRow] = [
               "fv-plain from the tighter 0.40 centre crop: the face fills more of the 64 px, the background less"),
     PresetRow("fv-patches", "fv-plain", {
         "preprocess.size": 80, "preprocess.crop": 0.50, "model.patches": (1.0, 0.8), "model.patch_size": 64,
-        "margin": 0.15,
+        "margin": 0.15, "margin_scale": 20.0,
     }, "fv-plain as two branches of one tower, 64 embedding numbers each: one on the whole 0.50 crop (64 px), one "
-       "on its central 0.40 (fv-tight's view, 64 px), each trained with its own CosFace (margin 0.15) and pair "
-       "loss; the cosine of two faces is the mean of the branches'"),
+       "on its central 0.40 (fv-tight's view, 64 px), each trained with its own CosFace (margin 0.15, scale 20) and "
+       "pair loss; the cosine of two faces is the mean of the branches'"),
     PresetRow("fv-plain-drop", "fv-plain", {"model.dropout": 0.4}, "fv-plain with dropout 0.4 before the embedding layer"),
     PresetRow("fv-plain-ema", "fv-plain", {"ema": 0.998},
               "fv-plain validated and kept as a moving average of its weights (decay 0.998, about 11 epochs)"),
