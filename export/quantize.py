@@ -35,6 +35,7 @@ from export.pipeline import check_roundtrip
 from train.config import TrainConfig
 from train.data import Source, load_bank, open_source, pair_set
 from verify_cli import modelmeta
+from verify_cli.cpu import MAX_EXACT_WEIGHT, this_cpu
 from verify_cli.errors import FaceverifyError, first_line
 from verify_cli.gallery import model_identity
 from verify_cli.lfw import resolve_data_root
@@ -48,12 +49,18 @@ from verify_cli.scoring import score_pairs
 MIN_AGREEMENT = 0.99  # fraction of validation pairs int8 decides as fp32 does at the stored threshold, at least
 MAX_AUC_DROP = 0.005  # fp32's validation ROC AUC minus int8's, at most
 
-# The choices, measured on the bundled fv-flat-50 model (its 4,126 validation pairs; 2-core AMD EPYC, AVX-512 VNNI).
-# Every tower op ONNX Runtime quantizes is quantized: 2.05x fp32 at batch 64 (Conv/MatMul alone: 1.72x).
-ACTIVATIONS = QuantType.QUInt8  # u8 activations x s8 weights (the VNNI product); s8 x s8 ran at 0.88x fp32
+# The choices, measured on the bundled fv-patches model (its 4,126 validation pairs), u8 activations x s8 weights:
+# - weights in 7 bits ([-64, 64], ONNX Runtime's reduce_range). Without VNNI, the u8 x s8 kernels (AVX2, AVX-512)
+#   add two products into a saturating 16-bit sum (VPMADDUBSW); 8-bit weights overflowed it on an AVX2-only AMD EPYC
+#   (94.98% of decisions as fp32's, |p - p_fp32| up to 0.82), 7-bit weights cannot (2 * 255 * 64 = 32,640 < 32,767):
+#   every kernel computes the exact integers, VNNI's included, and 99.85% of decisions were fp32's there.
+# - u8 x u8 (also exact) agreed as well (99.88%) but ran at 1.16x fp32 against 7-bit u8 x s8's 1.78x (batch 64, 2
+#   threads, same machine); s8 x s8 ran at 0.88x fp32 on AVX-512 VNNI.
+# - every tower op ONNX Runtime quantizes is quantized; MinMax calibration (Entropy and Percentile histograms fail on
+#   the constant tensors of the ops beside Conv/MatMul, and were no closer on Conv/MatMul alone).
+ACTIVATIONS = QuantType.QUInt8
 WEIGHTS = QuantType.QInt8  # per output channel, symmetric
-# Decisions as fp32's: MinMax 99.35% on every op; on Conv/MatMul alone MinMax 99.30%, Entropy 99.30%, Percentile
-# 99.44% (their histograms fail on the other ops' constant tensors). MinMax on every op: as close, and the fastest.
+REDUCE_RANGE = True  # weights in [-64, 64]
 CALIBRATION = CalibrationMethod.MinMax
 BATCH = 64  # images per calibration and embedding call
 
@@ -205,7 +212,7 @@ def quantize_graph(fp32_path: Path, out: Path, data: Validation, embeddings: np.
             onnx.save(proto, str(folded))
             quantize_static(str(folded), str(out), Calibration(data.images, embeddings), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=ACTIVATIONS, weight_type=WEIGHTS,
-                            calibrate_method=CALIBRATION, nodes_to_exclude=excluded)
+                            calibrate_method=CALIBRATION, nodes_to_exclude=excluded, reduce_range=REDUCE_RANGE)
     except Exception as exc:  # noqa: BLE001 - the quantization tool raises whatever its graph passes raise
         raise FaceverifyError(f"ONNX Runtime quantization of {fp32_path} failed: {first_line(exc)}") from None
 
@@ -226,11 +233,24 @@ def measure_agreement(fp32: Model, fp32_embeddings: np.ndarray, int8: Model, dat
     )
 
 
-def int8_metadata(fp32: Model, data: Validation, agreement: Agreement | None) -> dict[str, str]:
+def weight_max_abs(path: Path) -> int:
+    """The largest |value| of the int8 weights in a quantized graph (what decides whether its products can saturate)."""
+    proto = onnx.load(str(path))
+    inits = {init.name: init for init in proto.graph.initializer}
+    largest = 0
+    for node in proto.graph.node:
+        init = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if init is not None and init.data_type == onnx.TensorProto.INT8:
+            largest = max(largest, int(np.abs(onnx.numpy_helper.to_array(init).astype(np.int16)).max()))
+    return largest
+
+
+def int8_metadata(fp32: Model, data: Validation, agreement: Agreement | None, largest: int) -> dict[str, str]:
     """The fp32 model's faceverify metadata (threshold included), its precision, and how it was quantized."""
     made = {
         "method": "ONNX Runtime static quantization (quantize_static), QDQ format",
-        "weights": f"{WEIGHTS.name}, per channel, symmetric",
+        "weights": f"{WEIGHTS.name}, per channel, symmetric, reduce_range (within +-{largest})",
+        "weight_max_abs": largest,
         "activations": f"{ACTIVATIONS.name}, per tensor",
         "calibration": CALIBRATION.name,
         "quantized": "every tower op ONNX Runtime quantizes; the head (two embeddings -> probability) stays float32",
@@ -240,6 +260,7 @@ def int8_metadata(fp32: Model, data: Validation, agreement: Agreement | None) ->
         "agreement": agreement.as_dict() if agreement is not None else None,
         "fp32_model": {"file": fp32.path.name, "identity": model_identity(fp32.path)},
         "onnxruntime": onnxruntime.__version__,
+        "measured_on": this_cpu().as_dict(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
     }
@@ -270,11 +291,15 @@ def quantize_model(fp32_path: str | os.PathLike, out: str | os.PathLike, data_ro
         console.print(f"quantizing to int8, calibrated on the {len(data.images)} images of {len(data.left)} real "
                       f"{data.source}")
         quantize_graph(fp32_path, tmp, data, embeddings)
-        _write_metadata(tmp, int8_metadata(fp32, data, None))
+        largest = weight_max_abs(tmp)
+        if largest > MAX_EXACT_WEIGHT:  # its integers would then depend on the CPU's kernels, and so would this check
+            raise FaceverifyError(f"int8 model refused: its weights reach {largest}, beyond the {MAX_EXACT_WEIGHT} that "
+                                  f"cannot saturate a 16-bit sum on CPUs without VNNI; no model written to {out}")
+        _write_metadata(tmp, int8_metadata(fp32, data, None, largest))
         agreement = measure_agreement(fp32, embeddings, Model(tmp, provider="cpu"), data, not config.dry_run)
         if agreement.enforced and not agreement.passed:
             raise FaceverifyError(f"int8 model refused: {'; '.join(agreement.failures())}; no model written to {out}")
-        props = int8_metadata(fp32, data, agreement)
+        props = int8_metadata(fp32, data, agreement, largest)
         _write_metadata(tmp, props)
         check_graph(tmp)
         check_roundtrip(tmp, props)
