@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from verify_cli.cli import render
-from verify_cli.cli.options import ModelOption, Precision, PrecisionOption, Provider, ProviderOption, load_model
+from verify_cli.cli.options import (
+    ModelOption,
+    Precision,
+    PrecisionOption,
+    Provider,
+    ProviderOption,
+    auto_choice,
+    load_model,
+)
 
 
 def info(
@@ -18,13 +26,17 @@ def info(
     provider: ProviderOption = Provider.auto,
 ) -> None:
     """Show the model's metadata (input, preprocessing, threshold, training, figures, parity), both precisions of
-    the model (fp32 and int8: size, threshold, agreement), and the providers."""
+    the model (fp32 and int8: size, threshold, agreement), which one --precision auto runs on this CPU and why,
+    and the providers."""
     from verify_cli import modelmeta as mm
-    from verify_cli.runtime import available_providers
+    from verify_cli.cpu import this_cpu
+    from verify_cli.runtime import available_providers, precision_paths
 
     the_model = load_model(model, provider, precision)
     props = the_model.info.props
     available = available_providers()
+    auto, _ = auto_choice(precision_paths(the_model.path)["fp32"], provider)
+    cpu = this_cpu()
     if as_json:
         metadata = {}
         for key, value in props.items():
@@ -34,7 +46,8 @@ def info(
                 metadata[key] = value
         print(json.dumps({"model": str(the_model.path), "provider": the_model.provider,
                           "available_providers": available, "metadata": metadata,
-                          "models": precision_records(the_model.path)}))
+                          "models": precision_records(the_model.path),
+                          "auto_precision": {**auto.as_dict(), "cpu": cpu.as_dict()}}))
         return
 
     from rich import box
@@ -77,6 +90,8 @@ def info(
     table.add_section()
     for name, record in precision_records(the_model.path).items():
         table.add_row(name, precision_text(name, record))
+    table.add_row("auto", f"[bold]{auto.precision}[/] on this CPU: {render.esc(auto.reason)}")
+    table.add_row("CPU", render.esc(cpu.describe()))
     table.add_section()
     cuda_note = ""
     if "CUDAExecutionProvider" in available and the_model.provider != "CUDAExecutionProvider":

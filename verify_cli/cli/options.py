@@ -13,6 +13,7 @@ import typer
 from verify_cli.errors import FaceverifyError
 
 if TYPE_CHECKING:
+    from verify_cli.cpu import Choice
     from verify_cli.runtime import Model
     from verify_cli.scoring import FaceReader
 
@@ -27,7 +28,7 @@ class Provider(str, enum.Enum):
 
 class Precision(str, enum.Enum):
     """Which of a model's two files runs: the fp32 one as trained, or its int8 sibling (NAME.int8.onnx); auto:
-    int8 where it runs (the CPU provider) and is there, else fp32."""
+    int8 where it runs (the CPU provider), is there, and computes as checked on this CPU (verify_cli.cpu), else fp32."""
 
     auto = "auto"
     fp32 = "fp32"
@@ -42,9 +43,11 @@ ModelOption = Annotated[
 PrecisionOption = Annotated[
     Precision,
     typer.Option("--precision", case_sensitive=False,
-                 help="auto: int8 on the CPU provider when the model has an int8 sibling, else fp32. fp32: the model "
-                      "as trained. int8: its quantized sibling NAME.int8.onnx (CPU provider only; about 3x faster; its "
-                      "decisions checked against fp32's on validation pairs when it was made)."),
+                 help="auto: int8 on the CPU provider when the model has an int8 sibling that passed its check and "
+                      "whose integer arithmetic is exact on this CPU (`faceverify info` says which and why), else "
+                      "fp32. fp32: the model as trained. int8: its quantized sibling NAME.int8.onnx (CPU provider "
+                      "only; 1.8x to 3x faster; its decisions checked against fp32's on validation pairs when it was "
+                      "made)."),
 ]
 ProviderOption = Annotated[
     Provider,
@@ -112,17 +115,33 @@ def load_model(model: Path | None, provider: Provider, precision: Precision = Pr
             f"no bundled model at {path}; pass --model FILE.onnx (`make train export bundle` builds one)"
         )
     if precision == Precision.auto:
-        if not runtime.runs_on_cpu(provider.value) or not runtime.precision_paths(path)["int8"].exists():
-            return runtime.Model(path, provider.value)
-        try:
-            return int8_model(path)
-        except FaceverifyError:  # a stale or damaged sibling: the model as trained answers (int8 names the problem)
-            return runtime.Model(path, provider.value)
+        _, sibling = auto_choice(path, provider)
+        return sibling or runtime.Model(path, provider.value)
     if precision == Precision.fp32:
         return runtime.Model(path, provider.value)
     if provider == Provider.cuda:
         raise FaceverifyError(runtime.INT8_CPU_ONLY)
     return int8_model(path)
+
+
+def auto_choice(path: Path, provider: Provider) -> tuple[Choice, Model | None]:
+    """What --precision auto runs for the model at `path` and why, with the int8 sibling when that is the choice:
+    int8 only on the CPU provider, from a sibling of this very model, that passed its check and computes exactly
+    on this CPU (verify_cli.cpu.auto_precision); fp32 wherever int8 could differ."""
+    from verify_cli import runtime
+    from verify_cli.cpu import Choice, auto_precision
+
+    int8_path = runtime.precision_paths(path)["int8"]
+    if not runtime.runs_on_cpu(provider.value):
+        return Choice("fp32", "int8 runs on the CPU provider only, and this session may run on CUDA"), None
+    if not int8_path.exists():
+        return Choice("fp32", f"no int8 sibling {int8_path.name}"), None
+    try:
+        sibling = int8_model(path)
+    except FaceverifyError as exc:  # a stale or damaged sibling: the model as trained answers (int8 names the problem)
+        return Choice("fp32", f"its int8 sibling is not usable ({exc.message})"), None
+    choice = auto_precision(sibling.info.quantization)
+    return choice, sibling if choice.precision == "int8" else None
 
 
 def int8_model(path: Path) -> Model:
