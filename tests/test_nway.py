@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import assert_one_error_line, invoke
 
+from verify_cli.cli.options import Provider, load_model
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot, person_of
 from verify_cli.nway import (
@@ -220,7 +221,7 @@ def test_evaluate_n_way_adds_the_table_and_json_with_shared_embeddings(data_root
     for r in n_way:
         assert 0 <= r["ci_low"] < r["ci_high"] <= 1 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]  # 50 of 50: 1.0
         assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(r["accuracy"] * 50, 50))
-    model = Model(provider="cpu")  # embedding every image afresh gives the same figures
+    model = load_model(None, Provider.cpu)  # the model the command ran (auto's precision): afresh, the same figures
     alone = evaluate_nway(LFWRoot.open(data_root), lambda paths: embed_paths(model, paths).embeddings, model.score,
                           (2, 5), 50, 0)
     assert len(n_way) == 2 and all(got == pytest.approx(want) for got, want in zip(n_way, alone.as_json()))

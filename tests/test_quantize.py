@@ -17,12 +17,14 @@ from onnx import numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
+from bench.int8 import saturation_probe
 from bench.subjects import pairs_subset
 from export import quantize
 from export.parity import ParityReport
 from export.pipeline import ExportResult
 from verify_cli import modelmeta, runtime
 from verify_cli.cli.info import precision_records, precision_text
+from verify_cli.cpu import MAX_EXACT_WEIGHT, VNNI, this_cpu
 from verify_cli.gallery import model_identity
 from verify_cli.lfw import LFWRoot
 
@@ -74,6 +76,35 @@ def test_bundled_int8_carries_the_fp32_metadata_and_its_agreement() -> None:
     assert a["decisions_agree"] >= a["min_agreement"] == quantize.MIN_AGREEMENT
     assert a["fp32_auc"] - a["int8_auc"] <= a["max_auc_drop"] == quantize.MAX_AUC_DROP
     assert 0 < a["prob_mean_abs_diff"] <= a["prob_max_abs_diff"] < 0.2
+
+
+def test_bundled_int8_weights_cannot_saturate_a_16_bit_sum() -> None:
+    """Every int8 weight within +-64, read from the graph itself: two u8 x s8 products then fit a 16-bit sum."""
+    proto = onnx.load(str(INT8))
+    weights = [numpy_helper.to_array(init) for init in proto.graph.initializer
+               if init.data_type == onnx.TensorProto.INT8]
+    largest = max(int(np.abs(w.astype(np.int64)).max()) for w in weights)
+    assert len(weights) >= 20 and largest == 64 and 2 * 255 * largest <= 32767
+    assert runtime.Model(INT8, "cpu").info.quantization["weight_max_abs"] == largest
+
+
+def test_onnx_runtime_multiplies_7_bit_weights_exactly() -> None:
+    """The u8 x s8 kernel the int8 model runs on, against exact integers (numpy int64), on inputs built to saturate
+    a 16-bit sum of two products: with weights within +-64 every output is exact, on every CPU kind."""
+    assert saturation_probe(MAX_EXACT_WEIGHT) == (0.0, 0)
+
+
+@pytest.mark.skipif(not (this_cpu().x86_64 and this_cpu().has("avx2")) or this_cpu().has(*VNNI),
+                    reason="needs an x86-64 CPU with AVX2 and without VNNI (avx512_vnni, avx_vnni, amx_int8)")
+def test_8_bit_weights_saturate_without_vnni() -> None:
+    """The cause, shown where it happens: 8-bit weights overflow the 16-bit sums of VPMADDUBSW."""
+    share, largest = saturation_probe(127)
+    assert share > 0.5 and largest > 10_000
+
+
+@pytest.mark.skipif(not this_cpu().has(*VNNI), reason="needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8)")
+def test_8_bit_weights_are_exact_with_vnni() -> None:
+    assert saturation_probe(127) == (0.0, 0)
 
 
 def test_bundled_int8_quantizes_the_tower_and_keeps_the_head_float() -> None:
@@ -135,9 +166,12 @@ def test_info_shows_both_models() -> None:
     result = invoke("info", "--provider", "cpu")
     assert result.exit_code == 0, result.stderr
     sizes = [f"{path.name} ({path.stat().st_size / 1e6:.2f} MB" for path in (FP32, INT8)]
-    for text in (*sizes, "decisions as fp32's", "int8"):
+    for text in (*sizes, "decisions as fp32's", "int8", "auto ", "on this CPU", this_cpu().arch):
         assert text in result.stdout, text
-    models = json.loads(invoke("info", "--json", "--precision", "int8").stdout)["models"]
+    shown = json.loads(invoke("info", "--json", "--precision", "int8").stdout)
+    models = shown["models"]
+    assert shown["auto_precision"]["precision"] == expected_auto() and shown["auto_precision"]["reason"]
+    assert shown["auto_precision"]["cpu"]["features"] == this_cpu().shown()
     assert models["int8"]["bytes"] == INT8.stat().st_size and models["int8"]["from_this_fp32"] is True
     assert models["int8"]["quantization"]["agreement"]["passed"] is True
     assert models["fp32"]["threshold"] == models["int8"]["threshold"] and models["fp32"]["quantization"] == {}
@@ -177,7 +211,7 @@ def test_default_precision_is_int8_on_the_cpu_and_fp32_without_a_usable_sibling(
         assert result.exit_code in (0, 1), result.stderr
         return Path(json.loads(result.stdout)["model"]).name
 
-    assert model_used() == "faceverify.int8.onnx"
+    assert model_used() == f"faceverify{'.int8' if expected_auto() == 'int8' else ''}.onnx"
     assert model_used("--precision", "fp32") == "faceverify.onnx"
     alone = tmp_path / "alone" / "mine.onnx"
     alone.parent.mkdir()
@@ -189,7 +223,21 @@ def test_default_precision_is_int8_on_the_cpu_and_fp32_without_a_usable_sibling(
     assert model_used("--model", alone) == "mine.onnx"
     shutil.copyfile(FP32, tmp_path / "faceverify.onnx")
     shutil.copyfile(INT8, tmp_path / "faceverify.int8.onnx")
-    assert model_used("--model", tmp_path / "faceverify.onnx") == "faceverify.int8.onnx"
+    assert model_used("--model", tmp_path / "faceverify.onnx") == f"faceverify{'.int8' if expected_auto() == 'int8' else ''}.onnx"
+    # an int8 sibling with 8-bit weights (as before reduce_range): int8 only where VNNI makes it exact
+    proto = onnx.load(str(INT8))
+    record = next(p for p in proto.metadata_props if p.key == modelmeta.K_QUANTIZATION)
+    record.value = json.dumps({**json.loads(record.value), "weight_max_abs": 127})
+    onnx.save(proto, str(tmp_path / "faceverify.int8.onnx"))
+    eight_bit = "int8" if expected_auto() == "int8" and this_cpu().has(*VNNI) else "fp32"
+    assert model_used("--model", tmp_path / "faceverify.onnx") == f"faceverify{'.int8' if eight_bit == 'int8' else ''}.onnx"
+
+
+def expected_auto() -> str:
+    """What --precision auto should run for the bundled pair here, from the CPU's flags alone (not from the rule's
+    code): int8 on every x86-64 CPU with AVX2, the kinds it was verified on; fp32 elsewhere."""
+    cpu = this_cpu()
+    return "int8" if cpu.x86_64 and "avx2" in cpu.flags else "fp32"
 
 
 def test_int8_on_cuda_is_one_error_line(tmp_path: Path) -> None:
