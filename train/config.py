@@ -46,8 +46,10 @@ class TrainConfig:
     erase: float = 0.0  # probability of random erasing (one noise rectangle, 2-25% of the image), training only
     seed: int = 0
     # bf16: training steps run under bfloat16 autocast (weights, losses, validation, calibration and threshold
-    # stay float32); about 2.8x faster per step on CPUs with AVX-512 BF16 or AMX
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # stay float32); about 2.8x faster per step on CPUs with AVX-512 BF16 or AMX, and slower than fp32 where bfloat16
+    # is emulated. auto: bf16 where the device computes it natively, else fp32 (verify_cli.cpu.training_precision);
+    # a run records the precision it resolved to
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
     ema: float = 0.0  # decay of an exponential moving average of the weights (buffers too), updated every step;
     # when > 0 the average is what is validated, kept in best.pt and exported
     # unrestricted protocol only
@@ -173,9 +175,10 @@ PRESET_ROWS: list[PresetRow] = [
         "preprocess.size": 64, "preprocess.crop": 0.48, "preprocess.mean": 0.5,
         "preprocess.std": 0.5, "protocol": "unrestricted", "optimizer": "sgd", "nesterov": True, "momentum": 0.9,
         "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle", "max_epochs": 60, "patience": 60,
-        "monitor": "val_auc", "shift": 4, "identities_per_batch": 24, "singletons_per_batch": 32, "precision": "bf16",
+        "monitor": "val_auc", "shift": 4, "identities_per_batch": 24, "singletons_per_batch": 32, "precision": "auto",
     }, "plain tower 32-64-128-256 (two 3x3 convolutions per stage), 64x64 grey from a 0.48 crop, shift 4 and mirror, "
-       "CosFace + pair loss over every DevTrain person, SGD Nesterov one-cycle to 0.1 over 60 epochs, bf16, "
+       "CosFace + pair loss over every DevTrain person, SGD Nesterov one-cycle to 0.1 over 60 epochs, bf16 where the "
+       "CPU or GPU computes it natively (else fp32), "
        "mirror-averaged embedding"),
     PresetRow("fv-tight", "fv-plain", {"preprocess.crop": 0.40},
               "fv-plain from the tighter 0.40 centre crop: the face fills more of the 64 px, the background less"),

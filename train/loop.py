@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from train.data import Data, ImageBank, PairSet, augment, photometric, random_er
 from train.distributed import SINGLE, Ranks, from_main, my_share, share_buffers, sum_over_ranks, weights_agree
 from train.objectives import Objective, make_objective
 from verify_cli import metrics
+from verify_cli.cpu import training_precision
 from verify_cli.errors import FaceverifyError, first_line
 from verify_cli.preprocess import Preprocess
 
@@ -49,6 +50,14 @@ def fixed_order_kernels(device: torch.device) -> None:
 def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     """Every random draw of an epoch derives from (seed, epoch), so a resumed run repeats an unbroken one."""
     return cfg.seed * 1_000_003 + epoch
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> tuple[TrainConfig, str]:
+    """The configuration with precision "auto" resolved for this device (bf16 where it is native, else fp32; the
+    rule is verify_cli.cpu.training_precision), and why, in words. Checkpoints keep the resolved value."""
+    cuda_bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else None
+    choice = training_precision(cfg.precision, cuda_bf16)
+    return replace(cfg, precision=choice.precision), choice.reason
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -284,6 +293,8 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
         console = Console(quiet=True)
     device = pick_device(ranks)
     fixed_order_kernels(device)
+    cfg, why = resolve_precision(cfg, device)
+    console.print(f"precision {cfg.precision} ({why})")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
