@@ -96,7 +96,47 @@ def run(model: Path, data_root: Path, work: Path, images: np.ndarray, pairs: str
         "which other processes cannot inflate), fp32 / int8: "
         + ", ".join(f"{timing.ratio(cpu[b]['fp32'], cpu[b]['int8']):.2f}x at batch {b}" for b in BATCHES) + ".")
     section.notes.append(agreement_note(models["int8"]))
+    section.notes.append(saturation_note())
     return section
+
+
+def matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's CPU MatMulInteger of u8 `a` and s8 `b` (the u8 x s8 kernel the int8 model's Conv and MatMul
+    run on), as int32."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, a.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, (a.shape[0], b.shape[1]))],
+                              [numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"a": a})[0]
+
+
+def saturation_probe(weight: int, seed: int = 0) -> tuple[float, int]:
+    """The share of outputs ONNX Runtime gets wrong, and the largest error, on a product built to saturate a 16-bit
+    sum of two u8 x s8 products: activations 200-255, weights +-`weight` in same-sign pairs; exact integers (int64
+    numpy) are the reference."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(200, 256, (64, 256), dtype=np.uint8)
+    b = np.repeat(rng.choice([-weight, weight], (128, 96)), 2, axis=0).astype(np.int8)
+    error = np.abs(matmul_integer(a, b).astype(np.int64) - a.astype(np.int64) @ b.astype(np.int64))
+    return float(np.mean(error > 0)), int(error.max())
+
+
+def saturation_note() -> str:
+    """What this CPU's u8 x s8 kernel does with 8-bit and with the int8 model's 7-bit weights, and auto's choice."""
+    from verify_cli.cpu import MAX_EXACT_WEIGHT, this_cpu
+
+    found = {w: saturation_probe(w) for w in (127, MAX_EXACT_WEIGHT)}
+    said = "; ".join(f"weights +-{w}: " + (f"{share:.0%} of outputs wrong, by up to {largest:,}" if largest
+                                           else "every output exact") for w, (share, largest) in found.items())
+    return (f"Saturation probe on this CPU ({this_cpu().describe()}): ONNX Runtime's u8 x s8 MatMulInteger on "
+            f"activations 200-255 against exact integer arithmetic: {said}.")
 
 
 def targets(ratio: float, figures: dict[str, dict], full: bool) -> list[Target]:

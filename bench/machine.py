@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+from verify_cli.cpu import SHOWN as SIMD_FLAGS  # the instruction-set features faceverify's choices depend on
 
 
 def _cpuinfo() -> dict[str, str]:

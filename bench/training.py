@@ -6,6 +6,7 @@ import itertools
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,10 +16,12 @@ from bench.report import Section, num
 from bench.subjects import REPO
 from train.config import TrainConfig
 from train.data import Data, make_data
-from train.loop import build_state, epoch_seed, pair_probabilities, train_step
+from train.loop import build_state, epoch_seed, pair_probabilities, resolve_precision, train_step
 from train.objectives import make_objective
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import LFWRoot
+
+PRECISIONS = ("fp32", "bf16")
 
 
 def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
@@ -77,9 +80,10 @@ def run(cfg: TrainConfig, data_root: Path, threads: int, repeats: int, warmup: i
     pairs = cfg.protocol == "restricted"
     unit = "pairs/s" if pairs else "images/s"
     # the CPU with one thread as well as with `threads`: on a shared machine more threads can be slower
-    settings = [(torch.device("cpu"), n) for n in sorted({1, threads})]
+    # each precision, whatever `cfg` asks for: bfloat16 is fast only where the device computes it natively
+    settings = [(torch.device("cpu"), n, p) for n in sorted({1, threads}) for p in PRECISIONS]
     if torch.cuda.is_available():
-        settings.append((torch.device("cuda"), threads))
+        settings += [(torch.device("cuda"), threads, p) for p in PRECISIONS]
     section = Section(
         title=f"Training throughput: preset {cfg.preset}",
         intro=(
@@ -90,13 +94,14 @@ def run(cfg: TrainConfig, data_root: Path, threads: int, repeats: int, warmup: i
             f"{' (of the --quick subset)' if smoke else ''} plus one validation pass over {len(data.val):,} pairs "
             f"(median of {max(1, min(repeats, 3))}); the estimate is steps x median step + validation."
         ),
-        header=["device", "rows per step", "step ms (min-max)", unit, "training s/epoch", "validation s",
-                "epoch s (estimate)"],
+        header=["device", "precision", "rows per step", "step ms (min-max)", unit, "training s/epoch",
+                "validation s", "epoch s (estimate)"],
     )
-    for device, count in settings:
+    for device, count, precision in settings:
+        auto, _ = resolve_precision(replace(cfg, precision="auto"), device)
         torch.set_num_threads(count)
         try:
-            step_s, sizes, val_s = _measure(cfg, data, device, repeats, warmup)
+            step_s, sizes, val_s = _measure(replace(cfg, precision=precision), data, device, repeats, warmup)
         finally:
             torch.set_num_threads(threads)
         rate = statistics.median(n / s for n, s in zip(sizes, step_s.seconds))
@@ -104,12 +109,14 @@ def run(cfg: TrainConfig, data_root: Path, threads: int, repeats: int, warmup: i
         name = (f"CPU, {count} thread{'s' if count > 1 else ''}" if device.type == "cpu"
                 else f"CUDA ({torch.cuda.get_device_name(device)})")
         section.rows.append([
-            name, f"{statistics.mean(sizes):.0f} {'pairs' if pairs else 'images'}",
+            name, precision + (" (auto's pick)" if precision == auto.precision else ""),
+            f"{statistics.mean(sizes):.0f} {'pairs' if pairs else 'images'}",
             f"{step_s.median * 1e3:.0f} ({step_s.spread().removesuffix(' ms')})", num(rate),
             f"{train_epoch:.1f}", f"{val_s.median:.2f}", f"{train_epoch + val_s.median:.1f}",
         ])
     if not torch.cuda.is_available():
         section.notes.append("No GPU visible to torch on this machine: the CUDA row is missing, not zero.")
+    section.notes.append(f"On this CPU, {resolve_precision(replace(cfg, precision='auto'), torch.device('cpu'))[1]}.")
     section.notes.append(f"Decoding the run's {len(data.bank.paths):,} images once (before epoch 1): {load_s:.1f} s.")
     recorded = recorded_epochs(cfg.preset)
     if recorded is not None and not smoke:

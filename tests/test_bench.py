@@ -22,6 +22,7 @@ from bench.report import table
 from bench.subjects import pairs_subset
 from models import build_model
 from train.config import DEFAULT_PRESET, get_preset
+from verify_cli.cpu import this_cpu
 from verify_cli.errors import FaceverifyError
 from verify_cli.evaluation import index_pairs
 from verify_cli.faces import pipeline
@@ -150,11 +151,17 @@ def test_quick_cold_start_and_training_rows(quick_report: str) -> None:
                          '`python -c "import torch"`', '`python -c "pass" (the interpreter alone)`'}
     assert all(_number(r[1]) > 0 for r in cold.values())
     train = _rows(_section(quick_report, "## Training throughput"))
-    assert train[0][0] == "CPU, 1 thread" and train[0][1].endswith("images")
+    assert train[0][0] == "CPU, 1 thread" and train[0][2].endswith("images")
     cores = usable_cores()
-    assert [r[0] for r in train if r[0].startswith("CPU")] == ["CPU, 1 thread"] + [f"CPU, {cores} threads"] * (cores > 1)
-    step_ms, per_s, epoch_s = _number(train[0][2]), _number(train[0][3]), _number(train[0][6])
-    assert step_ms > 0 and per_s > 0 and epoch_s >= _number(train[0][4])
+    settings = ["CPU, 1 thread"] + [f"CPU, {cores} threads"] * (cores > 1)
+    assert [(r[0], r[1].split()[0]) for r in train if r[0].startswith("CPU")] == [
+        (s, p) for s in settings for p in ("fp32", "bf16")]  # each precision timed, whatever the preset says
+    native = bool({"avx512_bf16", "amx_bf16"} & this_cpu().flags)
+    picked = [r[1].split()[0] for r in train if r[1].endswith("(auto's pick)")]
+    assert picked == ["bf16" if native else "fp32"] * len(settings) + picked[len(settings):]
+    for row in train:
+        step_ms, per_s, epoch_s = _number(row[3]), _number(row[4]), _number(row[7])
+        assert step_ms > 0 and per_s > 0 and epoch_s >= _number(row[5])
     assert ("CUDA" in train[-1][0]) == torch.cuda.is_available()
 
 
