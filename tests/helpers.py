@@ -128,3 +128,16 @@ def write_image(kind: str, path: Path, good: Path) -> Path:
     else:
         raise AssertionError(kind)
     return path
+
+
+def devtest_path_list(data_root: Path, per_class: int, dest: Path, labelled: bool = False) -> Path:
+    """The first `per_class` matched then mismatched real DevTest pairs as lines of image paths, `a<TAB>b` (for
+    `compare --pairs-file`) or, `labelled`, `a<TAB>b<TAB>1|0` under a comment line (for `calibrate`)."""
+    from verify_cli.lfw import LFWRoot
+
+    lfw = LFWRoot.open(data_root)
+    pairs = lfw.pairs("test")
+    chosen = [p for p in pairs if p.same][:per_class] + [p for p in pairs if not p.same][:per_class]
+    lines = [f"{lfw.image(p.left)}\t{lfw.image(p.right)}" + (f"\t{int(p.same)}" if labelled else "") for p in chosen]
+    dest.write_text(("# my pairs\n" if labelled else "") + "".join(line + "\n" for line in lines))
+    return dest

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import REPO, assert_one_error_line, invoke
+from helpers import REPO, assert_one_error_line, devtest_path_list, invoke
 from onnx import numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
@@ -41,12 +41,7 @@ def pair_file(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def path_pairs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same kind of 20 real DevTest pairs as a `compare --pairs-file` list of image paths."""
-    lfw = LFWRoot.open(data_root)
-    pairs = lfw.pairs("test")
-    chosen = [p for p in pairs if p.same][:10] + [p for p in pairs if not p.same][:10]
-    path = tmp_path_factory.mktemp("pairs") / "list.tsv"
-    path.write_text("".join(f"{lfw.image(p.left)}\t{lfw.image(p.right)}\n" for p in chosen))
-    return path
+    return devtest_path_list(data_root, 10, tmp_path_factory.mktemp("pairs") / "list.tsv")
 
 
 def _photo(path: Path) -> Path:

@@ -90,3 +90,63 @@ def parse(props: dict[str, str], source: str) -> ModelInfo:
     if props.get(K_PRECISION, "fp32") not in PRECISIONS:
         raise FaceverifyError(f"{source}: invalid faceverify metadata (precision {props[K_PRECISION]!r})")
     return ModelInfo(preprocess, embedding, threshold, dict(props))
+
+
+K_CALIBRATION = "faceverify.calibration"  # how `faceverify calibrate` refitted the threshold (JSON)
+_METADATA_FIELD = 14  # ModelProto.metadata_props (onnx.proto), a repeated StringStringEntryProto {key = 1, value = 2}
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    out = bytearray()
+    for value in (number << 3 | 2, len(payload)):
+        while value >= 0x80:
+            out.append(value & 0x7F | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out) + payload
+
+
+def with_metadata(model: bytes, props: dict[str, str], source: str) -> bytes:
+    """The serialized ONNX model with its metadata_props replaced by `props`, every other field byte for byte.
+
+    Protobuf wire format read at the top level only, so the CLI edits a model without the onnx package.
+    """
+    kept = bytearray()
+    pos = 0
+    try:
+        while pos < len(model):
+            start = pos
+            tag, pos = _varint(model, pos)
+            wire = tag & 7
+            if wire == 0:
+                _, pos = _varint(model, pos)
+            elif wire == 2:
+                length, pos = _varint(model, pos)
+                pos += length
+            elif wire in (1, 5):
+                pos += 8 if wire == 1 else 4
+            else:
+                raise ValueError(f"wire type {wire}")
+            if pos > len(model):
+                raise ValueError("truncated field")
+            if tag >> 3 != _METADATA_FIELD:
+                kept += model[start:pos]
+    except ValueError as exc:
+        raise FaceverifyError(f"{source}: not a readable ONNX model ({exc})") from None
+    for key, value in props.items():
+        kept += _field(_METADATA_FIELD, _field(1, key.encode()) + _field(2, value.encode()))
+    return bytes(kept)

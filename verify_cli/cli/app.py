@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from verify_cli import __version__
+from verify_cli.cli.calibrate import calibrate
 from verify_cli.cli.compare import compare
 from verify_cli.cli.evaluate import evaluate
 from verify_cli.cli.identify import identify
@@ -86,7 +87,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (compare, identify, evaluate, info):
+for command in (compare, identify, evaluate, calibrate, info):
     app.command()(command)
 
 

@@ -58,7 +58,7 @@ def model_identity(path: str | os.PathLike) -> str:
     """The model's identity for the index: SHA-256 of the whole ONNX file.
 
     The whole file, not the tower's weights alone: any change to weights, graph or metadata (preprocessing)
-    rebuilds the index, with no parsing and no onnx package; hashing the 8 MB bundled model takes about 15 ms.
+    rebuilds the index, with no parsing and no onnx package; hashing the 18 MB bundled model takes a few tens of ms.
     A re-export of the same weights rebuilds once, which costs one embedding of the gallery.
     """
     digest = hashlib.sha256()
