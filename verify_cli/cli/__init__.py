@@ -1,4 +1,5 @@
-"""The `faceverify` command: one module per command (compare, evaluate, info) over shared options and rendering.
+"""The `faceverify` command: one module per command (compare, identify, evaluate, calibrate, info) over shared
+options and rendering.
 
 Heavy modules (NumPy, Pillow, ONNX Runtime, rich) are imported inside the commands so `faceverify --help`
 stays instant. `app.py` holds the Typer app and the one error boundary that turns every failure into an

@@ -68,8 +68,9 @@ def info(
     rows = [
         ("preset", mm.K_PRESET), ("architecture", mm.K_ARCHITECTURE), ("protocol", mm.K_PROTOCOL),
         ("training", mm.K_TRAINING), ("validation", mm.K_VALIDATION), ("DevTest", mm.K_DEVTEST),
-        ("parity", mm.K_PARITY), ("quantization", mm.K_QUANTIZATION), ("versions", mm.K_VERSIONS), ("created", mm.K_CREATED), ("git commit", mm.K_COMMIT),
-    ]
+        ("parity", mm.K_PARITY), ("quantization", mm.K_QUANTIZATION), ("versions", mm.K_VERSIONS),
+        ("created", mm.K_CREATED), ("git commit", mm.K_COMMIT),
+    ] + [("calibration", mm.K_CALIBRATION)] * (mm.K_CALIBRATION in props)
     used = {mm.K_FORMAT, mm.K_PREPROCESS, mm.K_INPUT, mm.K_EMBEDDING, mm.K_THRESHOLD, mm.K_THRESHOLD_RULE,
             mm.K_PRECISION}
     table = Table(title=render.esc(the_model.path), box=box.ROUNDED, show_header=False, title_style="bold")
