@@ -1,0 +1,50 @@
+"""Look-alike strangers: the LBP descriptor against hand-computed codes, the pairing rule, and the measurement on
+the bundled model's real validation people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import REPO
+
+from train.lookalike import BINS, GRID, UNIFORM, lbp_descriptors, lookalike_pairs, measure
+
+
+def test_there_are_58_uniform_patterns_and_one_bin_for_the_rest() -> None:
+    assert len(set(UNIFORM.tolist())) == BINS and int((UNIFORM < BINS - 1).sum()) == 58
+    assert UNIFORM[0b00000000] != BINS - 1 and UNIFORM[0b00011100] != BINS - 1  # 0 and 2 transitions
+    assert UNIFORM[0b01010101] == BINS - 1 and UNIFORM[0b00100100] == BINS - 1  # 8 and 4 transitions
+
+
+def test_descriptor_counts_the_codes_computed_by_hand() -> None:
+    # a 6x6 image: inner 4x4 pixels, 1x1 cells each at GRID 4; pixel (2, 2) is darker than all around it
+    image = np.full((1, 6, 6), 100, np.uint8)
+    image[0, 2, 2] = 10
+    d = lbp_descriptors(image).reshape(GRID * GRID, BINS)
+    assert np.count_nonzero(d) == GRID * GRID  # one code per 1x1 cell
+    all_greater = np.argmax(d[GRID * 1 + 1])  # the dark pixel: every neighbour >= it, code 0b11111111
+    assert all_greater == UNIFORM[0b11111111]
+    # its right neighbour (2, 3): only the dark pixel, to its left (bit 7), is below it: 0b01111111
+    assert np.argmax(d[GRID * 1 + 2]) == UNIFORM[0b01111111]
+    assert np.allclose(np.linalg.norm(lbp_descriptors(image), axis=1), 1.0)
+
+
+def test_each_person_pairs_with_the_most_alike_stranger_once() -> None:
+    images = ["A/A_0001.jpg", "A/A_0002.jpg", "B/B_0001.jpg", "C/C_0001.jpg"]
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.8, 0.6]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    pairs = lookalike_pairs(images, vectors, 10)
+    assert [(p.left, p.right, p.same) for p in pairs] == [("A/A_0001.jpg", "B/B_0001.jpg", False),
+                                                          ("A/A_0002.jpg", "C/C_0001.jpg", False)]
+    assert len(lookalike_pairs(images, vectors, 1)) == 1  # most alike first
+
+
+@pytest.mark.slow
+def test_lookalike_strangers_are_harder_than_random_ones(data_root: Path) -> None:
+    found = measure(REPO / "verify_cli" / "assets" / "faceverify.onnx", data_root)
+    random, alike = found["random"], found["lookalike"]
+    assert random.pairs == 4126 and alike.same_pairs == random.same_pairs and alike.different_pairs > 300
+    assert alike.far > random.far + 5 * alike.far_se and alike.roc_auc < random.roc_auc - 5 * alike.roc_auc_se
+    assert alike.tar == random.tar  # the same same-person pairs

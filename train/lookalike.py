@@ -1,0 +1,163 @@
+"""Look-alike strangers among the held-out validation people, and a model's figures on them beside random pairs.
+
+LFW's mismatched pairs, and the validation pairs mined like them, pair random people, who often differ in sex,
+age or ethnicity; users compare people who resemble each other. Here each held-out image's nearest image of
+another held-out person is found with a fixed, training-free descriptor: uniform local binary patterns on a
+4x4 grid of the model's input crop (Ahonen, Hadid and Pietikainen, 2006), compared by the cosine of the
+square-rooted histograms. No model is in the loop, so the pairs are the same for every checkpoint and recipe and
+come from no outside data. Its bias, stated: LBP sees texture and shape in grey, so it favours strangers alike in
+pose, lighting, hair line and skin texture as well as in face; it does not see colour.
+
+`python -m train.lookalike --model M.onnx --data-root D` rebuilds the model's validation people from the training
+configuration it carries and prints accuracy, FAR, TAR and ROC AUC at its stored threshold on random and on
+look-alike validation pairs, with standard errors. DevTest is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.lfw import Pair, person_of
+
+GRID = 4  # cells per side of the descriptor's grid
+BINS = 59  # the 58 uniform 8-neighbour patterns and one bin for the rest
+OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))  # around the centre, in order
+
+
+def _uniform_table() -> np.ndarray:
+    """Each 8-bit pattern's bin: its own for the 58 with at most two 0/1 transitions around the circle, else 58."""
+    table = np.full(256, BINS - 1, np.int64)
+    uniform = [c for c in range(256) if (c ^ ((c >> 1) | ((c & 1) << 7))).bit_count() <= 2]
+    table[uniform] = np.arange(len(uniform))
+    return table
+
+
+UNIFORM = _uniform_table()
+
+
+def lbp_descriptors(pixels: np.ndarray) -> np.ndarray:
+    """Unit-length descriptors (N, GRID*GRID*BINS) of grey images (N, H, W): per grid cell, the square-rooted
+    normalised histogram of uniform LBP codes; the cosine of two is then their Hellinger affinity."""
+    x = pixels.astype(np.int16)
+    n, h, w = x.shape
+    centre = x[:, 1:-1, 1:-1]
+    code = np.zeros(centre.shape, np.int64)
+    for bit, (dy, dx) in enumerate(OFFSETS):
+        code |= (x[:, 1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] >= centre).astype(np.int64) << bit
+    labels = UNIFORM[code]
+    ch, cw = (h - 2) // GRID, (w - 2) // GRID
+    cells = []
+    for gy in range(GRID):
+        for gx in range(GRID):
+            cell = labels[:, gy * ch:(gy + 1) * ch, gx * cw:(gx + 1) * cw].reshape(n, -1)
+            counts = np.bincount((cell + BINS * np.arange(n)[:, None]).ravel(), minlength=BINS * n).reshape(n, BINS)
+            cells.append(np.sqrt(counts / cell.shape[1]))
+    out = np.concatenate(cells, axis=1)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def lookalike_pairs(images: list[str], descriptors: np.ndarray, count: int) -> list[Pair]:
+    """Up to `count` stranger pairs, most alike first: for each person, the most similar pair of one of their
+    images and another person's image (each unordered pair of people once)."""
+    people = np.array([person_of(p) for p in images])
+    similarity = descriptors @ descriptors.T
+    similarity[people[:, None] == people[None, :]] = -np.inf
+    best: dict[str, tuple[float, int, int]] = {}
+    for i, j in enumerate(np.argmax(similarity, axis=1)):
+        if np.isfinite(similarity[i, j]) and similarity[i, j] > best.get(people[i], (-np.inf,))[0]:
+            best[people[i]] = (float(similarity[i, j]), i, int(j))
+    chosen, seen = [], set()
+    for _, i, j in sorted(best.values(), key=lambda v: (-v[0], v[1])):
+        key = frozenset((people[i], people[j]))
+        if key not in seen:
+            seen.add(key)
+            chosen.append(Pair(images[min(i, j)], images[max(i, j)], False))
+    return chosen[:count]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A model's figures on one set of pairs at its stored threshold."""
+
+    pairs: int
+    same_pairs: int
+    different_pairs: int
+    accuracy: float
+    accuracy_se: float
+    far: float
+    far_se: float
+    tar: float
+    roc_auc: float
+    roc_auc_se: float
+
+
+def figures(probs: np.ndarray, same: np.ndarray, threshold: float) -> Figures:
+    """Accuracy, FAR, TAR (binomial standard errors) and ROC AUC (Hanley-McNeil's) at `threshold`."""
+    from verify_cli import metrics
+
+    accept = probs >= threshold
+    accuracy, far = float(np.mean(accept == same)), float(np.mean(accept[~same]))
+    auc = metrics.roc_auc(probs, same)
+    return Figures(int(same.size), int(same.sum()), int((~same).sum()), accuracy,
+                   metrics.accuracy_se(accuracy, same.size), far, metrics.accuracy_se(far, int((~same).sum())),
+                   float(np.mean(accept[same])), auc, metrics.auc_se(auc, int(same.sum()), int((~same).sum())))
+
+
+def measure(model_path: Path, data_root: Path) -> dict[str, Figures]:
+    """The model's figures on its random validation pairs, and on look-alike strangers beside the same
+    same-person pairs (as many strangers as those)."""
+    from export.config import ExportConfig
+    from export.parity import parity_pairs
+    from export.quantize import embed_all, training_config
+    from train.data import load_bank, open_source
+    from verify_cli.preprocess import normalize
+    from verify_cli.runtime import Model
+    from verify_cli.scoring import score_pairs
+
+    model = Model(model_path, provider="cpu")
+    cfg = training_config(model)
+    source = open_source(cfg, data_root)
+    val = parity_pairs(cfg, source, ExportConfig())
+    held = sorted({p for pair in val for p in (pair.left, pair.right)})
+    bank = load_bank(source, held, cfg.preprocess, cfg.faces)
+    embeddings = embed_all(model, normalize(bank.pixels, cfg.preprocess))
+    matched = [p for p in val if p.same]
+    strangers = lookalike_pairs(held, lbp_descriptors(bank.pixels[:, 0]), len(matched))
+    found = {}
+    for name, pairs in (("random", val), ("lookalike", matched + strangers)):
+        rows = np.array([[bank.index[p.left], bank.index[p.right]] for p in pairs])
+        probs = score_pairs(model, embeddings, rows[:, 0], rows[:, 1])
+        found[name] = figures(probs, np.array([p.same for p in pairs]), model.threshold)
+    return found
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    model: Annotated[Path, typer.Option(help="A faceverify ONNX model that carries its training configuration.")],
+    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
+                                                       "./data/lfw].", show_default=False)] = None,
+) -> None:
+    """Random and look-alike validation pairs side by side at the model's stored threshold, as JSON."""
+    from verify_cli.lfw import resolve_data_root
+
+    try:
+        found = measure(model, resolve_data_root(data_root))
+    except FaceverifyError as exc:
+        print_error(exc.message)
+        raise typer.Exit(EXIT_ERROR) from None
+    print(json.dumps({name: f.__dict__ for name, f in found.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(app())
