@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from models import SiameseNet
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import open_source
+from train.lookalike import operating_point
 from train.loop import load_model
+from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError
 from verify_cli.outputs import atomic_path, check_output
 from verify_cli.runtime import Model
@@ -114,6 +117,11 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
                 f"no model written to {out}"
             )
         props = add_parity(props, report.as_dict())
+        set_metadata(proto, props)
+        onnx.save(proto, tmp)
+        console.print("operating point: FAR and TAR at the threshold on random and look-alike validation strangers")
+        props = {**props, modelmeta.K_OPERATING: json.dumps(operating_point(Path(tmp), data_root, config),
+                                                            sort_keys=True, separators=(",", ":"))}
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         check_graph(tmp)

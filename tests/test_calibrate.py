@@ -139,7 +139,8 @@ def test_max_accuracy_is_the_default_and_never_worse_than_the_stored_threshold(l
     assert result.exit_code == 0, result.stderr
     assert "fitted threshold" in result.stdout and "false accepts (FAR)" in result.stdout
     assert "wrote" in result.stdout and "bootstrap" in result.stdout
-    record = json.loads(onnx.load(str(tmp_path / "m.onnx")).metadata_props[-1].value)
+    stored = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    record = json.loads(stored[modelmeta.K_CALIBRATION])
     assert record["rule"] == "max-accuracy" and record["pairs"] == 60
 
 

@@ -92,6 +92,9 @@ def test_metadata_reads_back_through_onnxruntime(exported: ExportResult, tiny_ru
     assert json.loads(props[modelmeta.K_VALIDATION])["accuracy"] == saved["summary"]["validation"]["accuracy"]
     assert "validation" in props[modelmeta.K_THRESHOLD_RULE] and "DevTest chose nothing" in props[modelmeta.K_THRESHOLD_RULE]
     assert json.loads(props[modelmeta.K_PARITY]) == exported.parity.as_dict()
+    point = json.loads(props[modelmeta.K_OPERATING])  # the threshold's meaning, on random and look-alike strangers
+    assert point["threshold"] == float(props[modelmeta.K_THRESHOLD]) and point["random"]["pairs"] == exported.parity.pairs
+    assert 0 < point["lookalike"]["different_pairs"] <= point["lookalike"]["same_pairs"] == point["random"]["same_pairs"]
     assert set(json.loads(props[modelmeta.K_VERSIONS])) >= {"torch", "onnx", "onnxruntime"}
     assert len(props[modelmeta.K_COMMIT]) == 40 or props[modelmeta.K_COMMIT] == "unknown"
     assert props[modelmeta.K_CREATED].endswith("+00:00")

@@ -3,13 +3,19 @@ the bundled model's real validation people."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, invoke
 
 from train.lookalike import BINS, GRID, UNIFORM, lbp_descriptors, lookalike_pairs, measure
+from verify_cli import modelmeta
+from verify_cli.runtime import Model
+
+BUNDLED = REPO / "verify_cli" / "assets" / "faceverify.onnx"
 
 
 def test_there_are_58_uniform_patterns_and_one_bin_for_the_rest() -> None:
@@ -43,8 +49,15 @@ def test_each_person_pairs_with_the_most_alike_stranger_once() -> None:
 
 @pytest.mark.slow
 def test_lookalike_strangers_are_harder_than_random_ones(data_root: Path) -> None:
-    found = measure(REPO / "verify_cli" / "assets" / "faceverify.onnx", data_root)
+    found = measure(BUNDLED, data_root)
     random, alike = found["random"], found["lookalike"]
     assert random.pairs == 4126 and alike.same_pairs == random.same_pairs and alike.different_pairs > 300
     assert alike.far > random.far + 5 * alike.far_se and alike.roc_auc < random.roc_auc - 5 * alike.roc_auc_se
     assert alike.tar == random.tar  # the same same-person pairs
+    # the bundled model carries these figures (its operating point), and info shows them
+    stored = json.loads(Model(BUNDLED, "cpu").info.props[modelmeta.K_OPERATING])
+    assert stored["threshold"] == 0.5 and "LBP" in stored["lookalike_rule"]
+    for name, measured in found.items():
+        assert stored[name] == pytest.approx(asdict(measured), rel=1e-6), name
+    shown = invoke("info", "--precision", "fp32").stdout
+    assert "operating point" in shown and f"FAR {alike.far:.1%}" in shown

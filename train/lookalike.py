@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
 from verify_cli.lfw import Pair, person_of
+
+if TYPE_CHECKING:
+    from export.config import ExportConfig
 
 GRID = 4  # cells per side of the descriptor's grid
 BINS = 59  # the 58 uniform 8-neighbour patterns and one bin for the rest
@@ -111,7 +114,7 @@ def figures(probs: np.ndarray, same: np.ndarray, threshold: float) -> Figures:
                    float(np.mean(accept[same])), auc, metrics.auc_se(auc, int(same.sum()), int((~same).sum())))
 
 
-def measure(model_path: Path, data_root: Path) -> dict[str, Figures]:
+def measure(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict[str, Figures]:
     """The model's figures on its random validation pairs, and on look-alike strangers beside the same
     same-person pairs (as many strangers as those)."""
     from export.config import ExportConfig
@@ -125,7 +128,7 @@ def measure(model_path: Path, data_root: Path) -> dict[str, Figures]:
     model = Model(model_path, provider="cpu")
     cfg = training_config(model)
     source = open_source(cfg, data_root)
-    val = parity_pairs(cfg, source, ExportConfig())
+    val = parity_pairs(cfg, source, config or ExportConfig())
     held = sorted({p for pair in val for p in (pair.left, pair.right)})
     bank = load_bank(source, held, cfg.preprocess, cfg.faces)
     embeddings = embed_all(model, normalize(bank.pixels, cfg.preprocess))
@@ -137,6 +140,21 @@ def measure(model_path: Path, data_root: Path) -> dict[str, Figures]:
         probs = score_pairs(model, embeddings, rows[:, 0], rows[:, 1])
         found[name] = figures(probs, np.array([p.same for p in pairs]), model.threshold)
     return found
+
+
+LOOKALIKE_RULE = ("each held-out validation person's most alike stranger among the other held-out people, by "
+                  "uniform LBP on a 4x4 grid of the model's input crop (train/lookalike.py), as many as the "
+                  "same-person validation pairs at most")
+
+
+def operating_point(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict:
+    """What the stored threshold means, for the model's metadata: FAR and TAR on random and on look-alike
+    validation strangers, with how the look-alikes were chosen."""
+    from verify_cli.runtime import Model
+
+    found = measure(model_path, data_root, config)
+    return {"threshold": Model(model_path, provider="cpu").threshold, "lookalike_rule": LOOKALIKE_RULE,
+            **{name: asdict(f) for name, f in found.items()}}
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -156,7 +174,7 @@ def main(
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
-    print(json.dumps({name: f.__dict__ for name, f in found.items()}, indent=1))
+    print(json.dumps({name: asdict(f) for name, f in found.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ K_CREATED = "faceverify.created"  # ISO 8601 UTC
 K_COMMIT = "faceverify.git_commit"
 K_PRECISION = "faceverify.precision"  # "int8" in a quantized model; absent (fp32) in the model as trained
 K_QUANTIZATION = "faceverify.quantization"  # how it was quantized, and its agreement with fp32 on validation (JSON)
+K_OPERATING = "faceverify.operating_point"  # FAR / TAR at the stored threshold, random and look-alike validation (JSON)
 PRECISIONS = ("fp32", "int8")
 
 REQUIRED = (K_FORMAT, K_PREPROCESS, K_EMBEDDING, K_THRESHOLD)

@@ -81,6 +81,9 @@ def info(
                           f"faceverify format {props[mm.K_FORMAT]}")
     for label, value in shown.items():
         table.add_row(label, value)
+    if mm.K_OPERATING in props:
+        used.add(mm.K_OPERATING)
+        table.add_row("operating point", operating_text(props[mm.K_OPERATING]))
     for label, key in rows:
         used.add(key)
         unused = unused_architecture(props.get(key)) if key == mm.K_ARCHITECTURE else ()
@@ -101,6 +104,21 @@ def info(
     table.add_row("provider", f"[magenta]{the_model.provider}[/] ran this session{cuda_note}")
     table.add_row("available", ", ".join(available))
     render.console().print(table)
+
+
+def operating_text(text: str) -> str:
+    """What the stored threshold means, in words: FAR and TAR on random and on look-alike validation strangers."""
+    try:
+        point = json.loads(text)
+        parts = []
+        for name, label in (("random", "random strangers"), ("lookalike", "look-alike strangers")):
+            f = point[name]
+            parts.append(f"{label}: FAR {f['far']:.1%} ± {f['far_se']:.1%} of {f['different_pairs']:,}, TAR "
+                         f"{f['tar']:.1%} of {f['same_pairs']:,}, ROC AUC {f['roc_auc']:.3f}")
+        return (f"at threshold {point['threshold']:.4f} on validation pairs: " + "; ".join(parts)
+                + f" (look-alikes: {render.esc(point['lookalike_rule'])})")
+    except (ValueError, KeyError, TypeError):
+        return render.esc(text)
 
 
 # ModelConfig fields only some tower families read; the others hold defaults that describe nothing
