@@ -230,6 +230,11 @@ def test_default_preset_calibrates_its_head_and_its_checkpoint_reloads(default_r
     assert accuracy == saved["summary"]["validation"]["accuracy"]
     # a calibrated head decides at probability 0.5: the balanced-class decision, not a threshold fitted to the pairs
     assert saved["threshold"] == 0.5 and saved["summary"]["threshold_rule"] == loop.CALIBRATED_RULE
+    # beside the random pairs, look-alike strangers of the same validation people, at the same threshold
+    alike = saved["summary"]["lookalike"]
+    same = int((data.val.labels > 0.5).sum())
+    assert alike["same_pairs"] == same and 0 < alike["different_pairs"] <= same
+    assert alike["tar"] == pytest.approx(float(np.mean(probs[data.val.labels > 0.5] >= 0.5)))
 
 
 def test_identity_batches_hold_p_identities_of_k_images() -> None:

@@ -161,6 +161,8 @@ def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, 
     console.print(
         f"best epoch {summary['epoch']} of {summary['epochs_run']} | threshold {summary['threshold']:.3f} "
         f"(chosen on validation) | validation acc {val['accuracy']:.3f} auc {val['roc_auc']:.3f}"
+        f" | strangers accepted: random {val['fp'] / max(1, val['fp'] + val['tn']):.1%}, look-alike "
+        f"{summary['lookalike']['far']:.1%}"
         + (f" | DevTest acc {test['accuracy']:.3f} auc {test['roc_auc']:.3f}" if test else "")
         + f" | {summary['seconds']:.0f}s"
     )

@@ -29,6 +29,7 @@ from verify_cli.lfw import Pair, person_of
 
 if TYPE_CHECKING:
     from export.config import ExportConfig
+    from train.data import ImageBank, PairSet
 
 GRID = 4  # cells per side of the descriptor's grid
 BINS = 59  # the 58 uniform 8-neighbour patterns and one bin for the rest
@@ -114,13 +115,28 @@ def figures(probs: np.ndarray, same: np.ndarray, threshold: float) -> Figures:
                    float(np.mean(accept[same])), auc, metrics.auc_se(auc, int(same.sum()), int((~same).sum())))
 
 
+def lookalike_set(bank: ImageBank, val: PairSet) -> PairSet:
+    """The validation's same-person pairs and, beside them, look-alike strangers among the images of its pairs
+    (as many as the same-person pairs at most), as rows into the same bank."""
+    from train.data import PairSet
+
+    rows = np.unique(np.concatenate([val.left, val.right]))
+    grey = bank.pixels[rows].mean(axis=1).round().astype(np.uint8)  # the descriptor reads grey, whatever the input
+    same = val.labels > 0.5
+    strangers = lookalike_pairs([bank.paths[r] for r in rows], lbp_descriptors(grey), int(same.sum()))
+    left = np.array([bank.index[p.left] for p in strangers], np.int64)
+    right = np.array([bank.index[p.right] for p in strangers], np.int64)
+    return PairSet(np.concatenate([val.left[same], left]), np.concatenate([val.right[same], right]),
+                   np.r_[np.ones(int(same.sum()), np.float32), np.zeros(len(strangers), np.float32)])
+
+
 def measure(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict[str, Figures]:
-    """The model's figures on its random validation pairs, and on look-alike strangers beside the same
-    same-person pairs (as many strangers as those)."""
+    """An ONNX model's figures at its stored threshold on its run's random validation pairs, and on look-alike
+    strangers beside the same same-person pairs."""
     from export.config import ExportConfig
     from export.parity import parity_pairs
     from export.quantize import embed_all, training_config
-    from train.data import load_bank, open_source
+    from train.data import load_bank, open_source, pair_set
     from verify_cli.preprocess import normalize
     from verify_cli.runtime import Model
     from verify_cli.scoring import score_pairs
@@ -129,16 +145,13 @@ def measure(model_path: Path, data_root: Path, config: ExportConfig | None = Non
     cfg = training_config(model)
     source = open_source(cfg, data_root)
     val = parity_pairs(cfg, source, config or ExportConfig())
-    held = sorted({p for pair in val for p in (pair.left, pair.right)})
-    bank = load_bank(source, held, cfg.preprocess, cfg.faces)
+    bank = load_bank(source, sorted({p for pair in val for p in (pair.left, pair.right)}), cfg.preprocess, cfg.faces)
     embeddings = embed_all(model, normalize(bank.pixels, cfg.preprocess))
-    matched = [p for p in val if p.same]
-    strangers = lookalike_pairs(held, lbp_descriptors(bank.pixels[:, 0]), len(matched))
+    random = pair_set(bank, val)
     found = {}
-    for name, pairs in (("random", val), ("lookalike", matched + strangers)):
-        rows = np.array([[bank.index[p.left], bank.index[p.right]] for p in pairs])
-        probs = score_pairs(model, embeddings, rows[:, 0], rows[:, 1])
-        found[name] = figures(probs, np.array([p.same for p in pairs]), model.threshold)
+    for name, pairs in (("random", random), ("lookalike", lookalike_set(bank, random))):
+        probs = score_pairs(model, embeddings, pairs.left, pairs.right)
+        found[name] = figures(probs, pairs.labels > 0.5, model.threshold)
     return found
 
 

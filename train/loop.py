@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from train import checkpoint
 from train.config import TrainConfig
 from train.data import Data, ImageBank, PairSet, augment, photometric, random_erase, shift_and_flip
 from train.distributed import SINGLE, Ranks, from_main, my_share, share_buffers, sum_over_ranks, weights_agree
+from train.lookalike import figures, lookalike_set
 from train.objectives import Objective, make_objective
 from verify_cli import metrics
 from verify_cli.cpu import training_precision
@@ -436,6 +437,15 @@ def validation_summary(probs: np.ndarray, loss: float, pairs: PairSet, threshold
     return {"loss": loss, **report, **validation_se(report["accuracy"], report["roc_auc"], pairs)}
 
 
+def lookalike_summary(model: SiameseNet, bank: ImageBank, val: PairSet, spec: Preprocess, device: torch.device,
+                      threshold: float) -> dict[str, Any]:
+    """Figures at `threshold` on look-alike strangers among the validation people, beside the same same-person
+    pairs (train/lookalike.py): what the threshold does for people who resemble each other."""
+    alike = lookalike_set(bank, val)
+    probs, _ = pair_probabilities(model, bank, alike, spec, device)
+    return asdict(figures(probs, alike.labels > 0.5, threshold))
+
+
 def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
     """Calibrate and choose the threshold on validation; store both in best.pt and summary.json (rank 0 only
     under torchrun, which trained on `world_size` processes).
@@ -468,6 +478,7 @@ def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
         "world_size": world_size,
         "faces": faces_summary(cfg, data.bank),
     }
+    summary["lookalike"] = lookalike_summary(model, data.bank, data.val, cfg.preprocess, device, threshold)
     test_probs = None
     if data.test is not None:
         test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)

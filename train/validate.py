@@ -60,7 +60,13 @@ def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None, p
     `pairs_out` also receives the validation pairs as a View 1 file."""
     import torch
 
-    from train.loop import calibrate_head, decision_threshold, pair_probabilities, validation_summary
+    from train.loop import (
+        calibrate_head,
+        decision_threshold,
+        lookalike_summary,
+        pair_probabilities,
+        validation_summary,
+    )
 
     cfg, model, _, bank, pairs = _validation(checkpoint_path, data_root, pairs_out)
     if flip is not None:
@@ -70,7 +76,8 @@ def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None, p
     probs, loss = pair_probabilities(model, bank, pairs, cfg.preprocess, device)
     threshold, _ = decision_threshold(probs, pairs.labels, calibrated)
     return {"preset": cfg.preset, "seed": cfg.seed, "flip_average": model.flip_average,
-            **validation_summary(probs, loss, pairs, threshold)}
+            **validation_summary(probs, loss, pairs, threshold),
+            "lookalike": lookalike_summary(model, bank, pairs, cfg.preprocess, device, threshold)}
 
 
 def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100) -> dict:
