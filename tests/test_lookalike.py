@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import REPO, invoke
 
-from train.lookalike import BINS, GRID, UNIFORM, lbp_descriptors, lookalike_pairs, measure
+from train.lookalike import BINS, GRID, UNIFORM, lbp_descriptors, lookalike_pairs, measure, plot_tradeoff
 from verify_cli import modelmeta
 from verify_cli.runtime import Model
 
@@ -61,3 +61,12 @@ def test_lookalike_strangers_are_harder_than_random_ones(data_root: Path) -> Non
         assert stored[name] == pytest.approx(asdict(measured), rel=1e-6), name
     shown = invoke("info", "--precision", "fp32").stdout
     assert "operating point" in shown and f"FAR {alike.far:.1%}" in shown
+
+
+def test_tradeoff_plot_is_written_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    same = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    found = {"random": (rng.random(100), same), "lookalike": (rng.random(100), same)}
+    out = tmp_path / "plots" / "tradeoff.png"
+    plot_tradeoff(0.5, found, "synthetic", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in out.parent.iterdir()] == ["tradeoff.png"]

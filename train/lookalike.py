@@ -130,9 +130,10 @@ def lookalike_set(bank: ImageBank, val: PairSet) -> PairSet:
                    np.r_[np.ones(int(same.sum()), np.float32), np.zeros(len(strangers), np.float32)])
 
 
-def measure(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict[str, Figures]:
-    """An ONNX model's figures at its stored threshold on its run's random validation pairs, and on look-alike
-    strangers beside the same same-person pairs."""
+def scored(model_path: Path, data_root: Path, config: ExportConfig | None = None
+           ) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """An ONNX model's stored threshold, and its probabilities and truths on its run's random validation pairs and
+    on look-alike strangers beside the same same-person pairs."""
     from export.config import ExportConfig
     from export.parity import parity_pairs
     from export.quantize import embed_all, training_config
@@ -148,11 +149,45 @@ def measure(model_path: Path, data_root: Path, config: ExportConfig | None = Non
     bank = load_bank(source, sorted({p for pair in val for p in (pair.left, pair.right)}), cfg.preprocess, cfg.faces)
     embeddings = embed_all(model, normalize(bank.pixels, cfg.preprocess))
     random = pair_set(bank, val)
-    found = {}
-    for name, pairs in (("random", random), ("lookalike", lookalike_set(bank, random))):
-        probs = score_pairs(model, embeddings, pairs.left, pairs.right)
-        found[name] = figures(probs, pairs.labels > 0.5, model.threshold)
-    return found
+    return model.threshold, {name: (score_pairs(model, embeddings, pairs.left, pairs.right), pairs.labels > 0.5)
+                             for name, pairs in (("random", random), ("lookalike", lookalike_set(bank, random)))}
+
+
+def measure(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict[str, Figures]:
+    """An ONNX model's figures at its stored threshold on random and on look-alike validation strangers."""
+    threshold, found = scored(model_path, data_root, config)
+    return {name: figures(probs, same, threshold) for name, (probs, same) in found.items()}
+
+
+def plot_tradeoff(threshold: float, found: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+    """What moving the threshold trades: look-alike strangers accepted against accuracy on random pairs, one point
+    per threshold, the stored one marked (matplotlib, a build-time dependency)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from verify_cli.outputs import atomic_path
+
+    grid = np.linspace(0.02, 0.98, 49)
+    (p_rand, y_rand), (p_alike, y_alike) = found["random"], found["lookalike"]
+    accuracy = [np.mean((p_rand >= t) == y_rand) for t in grid]
+    far = [np.mean(p_alike[~y_alike] >= t) for t in grid]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(far, accuracy, ".-", color="tab:blue", label="thresholds 0.02 ... 0.98")
+    for t in (0.1, 0.3, 0.5, 0.7, 0.9):
+        i = int(np.argmin(np.abs(grid - t)))
+        ax.annotate(f"{t:g}", (far[i], accuracy[i]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    stored = figures(p_alike, y_alike, threshold).far, float(np.mean((p_rand >= threshold) == y_rand))
+    ax.plot(*stored, "o", color="tab:red", label=f"stored threshold {threshold:g}")
+    ax.set(xlabel="look-alike strangers accepted (FAR, validation)", ylabel="accuracy on random validation pairs",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path, make_parents=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 LOOKALIKE_RULE = ("each held-out validation person's most alike stranger among the other held-out people, by "
@@ -178,16 +213,20 @@ def main(
     model: Annotated[Path, typer.Option(help="A faceverify ONNX model that carries its training configuration.")],
     data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
                                                        "./data/lfw].", show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the threshold's trade-off (look-alike FAR against "
+                                                   "random-pair accuracy) to this PNG.")] = None,
 ) -> None:
     """Random and look-alike validation pairs side by side at the model's stored threshold, as JSON."""
     from verify_cli.lfw import resolve_data_root
 
     try:
-        found = measure(model, resolve_data_root(data_root))
+        threshold, found = scored(model, resolve_data_root(data_root))
+        if plot is not None:
+            plot_tradeoff(threshold, found, f"{model.name}: what the threshold trades", plot)
     except FaceverifyError as exc:
         print_error(exc.message)
         raise typer.Exit(EXIT_ERROR) from None
-    print(json.dumps({name: asdict(f) for name, f in found.items()}, indent=1))
+    print(json.dumps({name: asdict(figures(p, y, threshold)) for name, (p, y) in found.items()}, indent=1))
 
 
 if __name__ == "__main__":
