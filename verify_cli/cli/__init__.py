@@ -1,4 +1,4 @@
-"""The `faceverify` command: one module per command (compare, identify, evaluate, calibrate, info) over shared
+"""The `faceverify` command: one module per command (compare, identify, evaluate, calibrate, embed, info) over shared
 options and rendering.
 
 Heavy modules (NumPy, Pillow, ONNX Runtime, rich) are imported inside the commands so `faceverify --help`

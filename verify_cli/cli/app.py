@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from verify_cli import __version__
 from verify_cli.cli.calibrate import calibrate
 from verify_cli.cli.compare import compare
+from verify_cli.cli.embed import embed
 from verify_cli.cli.evaluate import evaluate
 from verify_cli.cli.identify import identify
 from verify_cli.cli.info import info
@@ -87,7 +88,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (compare, identify, evaluate, calibrate, info):
+for command in (compare, identify, evaluate, calibrate, embed, info):
     app.command()(command)
 
 
