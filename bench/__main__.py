@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
 from verify_cli.lfw import resolve_data_root
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def main(
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
         print_error("interrupted: no report written")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     print(path)
 
 

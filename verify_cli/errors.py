@@ -7,6 +7,7 @@ from pathlib import Path
 EXIT_SAME = 0
 EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, SIGINT or SIGTERM, as shells report a death by SIGINT
 
 
 class FaceverifyError(Exception):

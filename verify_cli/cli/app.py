@@ -19,9 +19,8 @@ from verify_cli.cli.embed import embed
 from verify_cli.cli.evaluate import evaluate
 from verify_cli.cli.identify import identify
 from verify_cli.cli.info import info
-from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
 
-EXIT_INTERRUPTED = 130
 DEBUG_ENV = "FACEVERIFY_DEBUG"
 
 
