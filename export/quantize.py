@@ -28,10 +28,12 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from rich.console import Console
 
 from export.config import ExportConfig
+from export.entry import entry_point
 from export.metadata import git_commit, set_metadata
 from export.onnx_graph import check_graph
 from export.parity import Judged, pairs_source, parity_pairs
 from export.pipeline import check_roundtrip
+from export.summary import int8_table
 from train.config import TrainConfig
 from train.data import Source, load_bank, open_source, pair_set
 from verify_cli import modelmeta
@@ -324,9 +326,6 @@ def main(
         "--dry-run", help="Smoke mode: a handful of real pairs, the limits reported but not enforced.")] = False,
 ) -> None:
     """Quantize a faceverify fp32 model to int8, refused unless it decides as fp32 does on the validation pairs."""
-    from export.entry import entry_point
-    from export.summary import int8_table
-
     console = Console(stderr=True)
     with entry_point():
         target = out if out is not None else precision_paths(model)["int8"]

@@ -4,12 +4,15 @@ model's agreement with fp32."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from export.pipeline import ExportResult
-from export.quantize import QuantizeResult
 from verify_cli import modelmeta
+
+if TYPE_CHECKING:  # types only: the stages import this module, never the other way round
+    from export.pipeline import ExportResult
+    from export.quantize import QuantizeResult
 
 
 def _figures(props: dict[str, str], key: str) -> str:
