@@ -20,7 +20,7 @@ setup: .venv/.installed
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
-	.venv/bin/pip install --quiet -e '.[train,dev]'
+	.venv/bin/pip install --quiet -e '.[train,dev,serve]'
 	touch $@
 
 # LFW at $(DATA)/lfw-py: a whole local copy ($$FACEVERIFY_DATA, else $(LOCAL_LFW)) linked, else downloaded and checked

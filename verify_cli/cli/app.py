@@ -19,6 +19,7 @@ from verify_cli.cli.embed import embed
 from verify_cli.cli.evaluate import evaluate
 from verify_cli.cli.identify import identify
 from verify_cli.cli.info import info
+from verify_cli.cli.serve import serve
 from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
 
 DEBUG_ENV = "FACEVERIFY_DEBUG"
@@ -87,7 +88,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (compare, identify, evaluate, calibrate, embed, info):
+for command in (compare, identify, evaluate, calibrate, embed, info, serve):
     app.command()(command)
 
 

@@ -3,7 +3,7 @@ models side by side, and the providers."""
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from verify_cli.cli.options import (
     auto_choice,
     load_model,
 )
+
+if TYPE_CHECKING:
+    from verify_cli.runtime import Model
 
 
 def info(
@@ -38,16 +41,7 @@ def info(
     auto, _ = auto_choice(precision_paths(the_model.path)["fp32"], provider)
     cpu = this_cpu()
     if as_json:
-        metadata = {}
-        for key, value in props.items():
-            try:
-                metadata[key] = json.loads(value)
-            except ValueError:
-                metadata[key] = value
-        print(json.dumps({"model": str(the_model.path), "provider": the_model.provider,
-                          "available_providers": available, "metadata": metadata,
-                          "models": precision_records(the_model.path),
-                          "auto_precision": {**auto.as_dict(), "cpu": cpu.as_dict()}}))
+        print(json.dumps(info_record(the_model, provider)))
         return
 
     from rich import box
@@ -119,6 +113,25 @@ def operating_text(text: str) -> str:
                 + f" (look-alikes: {render.esc(point['lookalike_rule'])})")
     except (ValueError, KeyError, TypeError):
         return render.esc(text)
+
+
+def info_record(the_model: "Model", provider: Provider) -> dict:
+    """What `info --json` prints (and `serve`'s GET /model answers): the metadata parsed, both precisions' files,
+    auto's choice on this CPU, the providers."""
+    from verify_cli.cpu import this_cpu
+    from verify_cli.runtime import available_providers, precision_paths
+
+    metadata = {}
+    for key, value in the_model.info.props.items():
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            metadata[key] = value
+    auto, _ = auto_choice(precision_paths(the_model.path)["fp32"], provider)
+    return {"model": str(the_model.path), "provider": the_model.provider,
+            "available_providers": available_providers(), "metadata": metadata,
+            "models": precision_records(the_model.path),
+            "auto_precision": {**auto.as_dict(), "cpu": this_cpu().as_dict()}}
 
 
 # ModelConfig fields only some tower families read; the others hold defaults that describe nothing

@@ -1,0 +1,163 @@
+"""`faceverify serve`: the HTTP API through FastAPI's test client and through a real server process on a free
+localhost port, on real LFW photos: the CLI's answers, bad inputs as one-line JSON errors, the size limit, the API
+key, concurrent requests, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from helpers import REPO, invoke
+
+fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install '.[serve]')")
+from fastapi.testclient import TestClient
+
+from verify_cli.cli.info import info_record
+from verify_cli.cli.options import Provider, face_reader, load_model
+from verify_cli.serve import Service, check_bind, create_app
+
+
+def _client(gallery: Path | None = None, max_bytes: int = 8 << 20, api_key: str | None = None) -> TestClient:
+    model = load_model(None, Provider.cpu)
+    service = Service(model, face_reader(model, False, "largest", None), lambda: info_record(model, Provider.cpu),
+                      gallery, max_bytes, api_key)
+    return TestClient(create_app(service))
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    return _client()
+
+
+def _files(**paths: Path) -> dict:
+    return {name: (path.name, path.read_bytes(), "image/jpeg") for name, path in paths.items()}
+
+
+def test_verify_answers_as_compare_does(client: TestClient, lfw_images: list[Path]) -> None:
+    for a, b in ((lfw_images[0], lfw_images[1]), (lfw_images[0], lfw_images[2])):
+        got = client.post("/verify", files=_files(a=a, b=b))
+        assert got.status_code == 200, got.text
+        body = got.json()
+        cli = json.loads(invoke("compare", a, b, "--json", "--provider", "cpu").stdout)
+        assert body["probability"] == pytest.approx(cli["probability"], abs=1e-6)
+        for key in ("same", "decision", "threshold", "threshold_source", "provider"):
+            assert body[key] == cli[key], key
+        assert body["faces"]["left"]["box"] == cli["faces"]["left"]["box"]
+
+
+def test_embed_and_model_answer_as_the_cli_does(client: TestClient, lfw_images: list[Path]) -> None:
+    body = client.post("/embed", files=_files(image=lfw_images[0])).json()
+    cli = json.loads(invoke("embed", lfw_images[0], "--json", "--provider", "cpu").stdout)
+    assert body["embedding"] == pytest.approx(cli["embeddings"][0]["embedding"], abs=1e-6)
+    assert body["model_identity"] == cli["model_identity"] and body["compare"] == cli["compare"]
+    model = client.get("/model").json()
+    assert model["metadata"]["faceverify.threshold"] == cli["compare"]["threshold"]
+    assert {"models", "auto_precision", "provider"} <= set(model)
+    assert client.get("/health").json()["status"] == "ok"
+    assert {"/verify", "/embed", "/identify", "/health", "/model"} <= set(client.get("/openapi.json").json()["paths"])
+
+
+def test_identify_against_the_gallery_given_at_start_up(lfw_images: list[Path], tmp_path: Path) -> None:
+    gallery = tmp_path / "people"
+    for name, photo in (("aaron", lfw_images[1]), ("aj", lfw_images[2]), ("marsha", lfw_images[3])):
+        (gallery / name).mkdir(parents=True)
+        (gallery / name / photo.name).write_bytes(photo.read_bytes())
+    with _client(gallery) as client:
+        body = client.post("/identify", files=_files(image=lfw_images[0])).json()
+        assert body["match"] == "aaron" and body["candidates"][0]["name"] == "aaron"
+        assert (gallery / ".faceverify-index.npz").is_file()  # the index the CLI keeps, made and reused
+        again = client.post("/identify", files=_files(image=lfw_images[0]), params={"top": 3}).json()
+        assert len(again["candidates"]) == 3 and again["probability"] == body["probability"]
+    assert _client().post("/identify", files=_files(image=lfw_images[0])).status_code == 400
+
+
+@pytest.mark.parametrize(("files", "status", "words"), [
+    ({"a": ("a.txt", b"hello", "text/plain")}, 415, "a: unsupported type text/plain"),
+    ({"a": ("a.jpg", b"not a jpeg at all", "image/jpeg")}, 400, "a: not an image Pillow can read"),
+    ({"a": ("a.jpg", b"", "image/jpeg")}, 400, "a: empty file"),
+])
+def test_bad_uploads_are_one_line_json_errors(files: dict, status: int, words: str, client: TestClient,
+                                              lfw_images: list[Path]) -> None:
+    got = client.post("/verify", files={**files, "b": ("b.jpg", lfw_images[1].read_bytes(), "image/jpeg")})
+    assert got.status_code == status and got.json() == {"error": words + got.json()["error"][len(words):]}
+    assert got.json()["error"].startswith(words) and "\n" not in got.json()["error"] and "Traceback" not in got.text
+
+
+def test_missing_field_no_face_and_size_limit(client: TestClient, lfw_images: list[Path], tmp_path: Path) -> None:
+    got = client.post("/verify", files=_files(a=lfw_images[0]))
+    assert got.status_code == 422 and got.json() == {"error": "missing or invalid field(s): b"}
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 300), (90, 90, 90)).save(blank)
+    got = client.post("/embed", files={"image": ("x.png", blank.read_bytes(), "image/png")})
+    assert got.status_code == 400 and got.json() == {"error": "image: no face found"}
+    small = _client(max_bytes=1000)
+    got = small.post("/embed", files=_files(image=lfw_images[0]))
+    assert got.status_code == 413 and "larger than the 1,000-byte limit" in got.json()["error"]
+
+
+def test_api_key_guards_every_endpoint_but_health(lfw_images: list[Path]) -> None:
+    locked = _client(api_key="s3cret")
+    assert locked.get("/health").status_code == 200
+    assert locked.get("/model").status_code == 401 and "API key" in locked.get("/model").json()["error"]
+    assert locked.post("/embed", files=_files(image=lfw_images[0])).status_code == 401
+    assert locked.get("/model", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert locked.get("/model", headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_concurrent_requests_get_the_same_answers(client: TestClient, lfw_images: list[Path]) -> None:
+    def ask(_: int) -> float:
+        return client.post("/verify", files=_files(a=lfw_images[0], b=lfw_images[1])).json()["probability"]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, range(12)))
+    assert len(set(answers)) == 1
+
+
+def test_binding_beyond_loopback_warns() -> None:
+    assert check_bind("127.0.0.1") is None and check_bind("localhost") is None
+    assert "biometric" in check_bind("0.0.0.0")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_a_real_server_answers_and_stops_cleanly(stop: signal.Signals, code: int, lfw_images: list[Path]) -> None:
+    import httpx
+
+    port = _free_port()
+    script = Path(sys.executable).with_name("faceverify")
+    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--provider", "cpu"], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "FACEVERIFY_API_KEY": ""})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):  # bounded: at most 20 s for the model to load
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        got = httpx.post(f"{url}/verify", files=_files(a=lfw_images[0], b=lfw_images[1]), timeout=30)
+        assert got.status_code == 200 and got.json()["same"] is True
+        server.send_signal(stop)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == code, err
+    assert "Traceback" not in err and f"on http://127.0.0.1:{port}" in err

@@ -1,0 +1,175 @@
+"""`faceverify serve`'s HTTP API (FastAPI, run by uvicorn; `pip install '.[serve]'`): the CLI's answers over HTTP.
+
+The model and the face pipeline are loaded once and shared; ONNX Runtime sessions are safe to run from several
+threads, and FastAPI runs these plain (sync) endpoints in its thread pool, so requests are served in parallel.
+An upload is read into memory up to the size limit, then handed to the same face pipeline as the CLI's through a
+private temporary file with a random name, deleted when the request ends: the client's file name is never used
+as a path. Every failure is the CLI's one line, as JSON `{"error": ...}` with a 4xx status; a server error never
+shows a traceback to the client.
+"""
+
+
+import hmac
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verify_cli.errors import FaceverifyError
+
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024  # per uploaded image
+IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",
+               "application/octet-stream"}  # octet-stream: clients that do not say; Pillow decides
+
+
+class RequestError(Exception):
+    """A client error: its HTTP status and the one line the CLI would print."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class Service:
+    """What every request shares: the model, how faces are read, the gallery (if any), the limits."""
+
+    model: Any  # verify_cli.runtime.Model
+    reader: Any  # verify_cli.scoring.FaceReader
+    describe: Callable[[], dict]  # what `faceverify info --json` says
+    gallery: Path | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix="faceverify-serve-"))  # mode 0700: this user's alone
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def read_face(self, field: str, data: bytes) -> tuple[Any, dict | None]:
+        """The face of one uploaded image as model input, through the CLI's face pipeline; errors name the field."""
+        path = self.scratch / uuid.uuid4().hex
+        path.write_bytes(data)
+        try:
+            return self.reader.input(path)
+        except FaceverifyError as exc:
+            raise RequestError(400, exc.message.replace(str(path), field)) from None
+        finally:
+            path.unlink(missing_ok=True)
+
+
+async def _upload(upload: Any, field: str, limit: int) -> bytes:
+    """An uploaded file's bytes, refused past `limit` (413) or when it says it is not an image (415)."""
+    kind = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if kind not in IMAGE_TYPES:
+        raise RequestError(415, f"{field}: unsupported type {kind} (send a JPEG, PNG, WebP, BMP, GIF or TIFF image)")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise RequestError(413, f"{field}: image larger than the {limit:,}-byte limit")
+    if not data:
+        raise RequestError(400, f"{field}: empty file")
+    return data
+
+
+def create_app(service: Service) -> Any:
+    """The FastAPI application over `service`: /verify, /embed, /identify, /health, /model; OpenAPI at /docs."""
+    import numpy as np
+    from fastapi import Depends, FastAPI, File, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from verify_cli import __version__
+
+    app = FastAPI(title="faceverify", version=__version__,
+                  description="Say whether two face photos show the same person.")
+
+    @app.exception_handler(RequestError)
+    async def client_error(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def missing_field(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({str(e["loc"][-1]) for e in exc.errors()})
+        return JSONResponse({"error": f"missing or invalid field(s): {', '.join(fields)}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    def authorised(request: Request) -> None:
+        if service.api_key is None:
+            return
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), service.api_key.encode()):
+            raise RequestError(401, "missing or wrong API key (send it as X-API-Key)")
+
+    guarded = [Depends(authorised)]
+    model = service.model
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness: always answers, even with an API key set."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/model", dependencies=guarded)
+    def model_info() -> dict:
+        """What `faceverify info --json` says about the model being served."""
+        return service.describe()
+
+    @app.post("/verify", dependencies=guarded)
+    async def verify(a: UploadFile = File(...), b: UploadFile = File(...)) -> dict:  # noqa: B008 - FastAPI's idiom
+        """Two photos: the probability that they show the same person, the decision, and the faces used."""
+        data = {"a": await _upload(a, "a", service.max_bytes), "b": await _upload(b, "b", service.max_bytes)}
+        faces = {field: service.read_face(field, raw) for field, raw in data.items()}
+        emb = model.embed(np.stack([faces["a"][0], faces["b"][0]]))
+        p = float(model.score(emb[:1], emb[1:])[0])
+        t = model.threshold
+        return {"probability": p, "same": p >= t, "decision": "same" if p >= t else "different", "threshold": t,
+                "threshold_source": "model", "provider": model.provider, "model": model.path.name,
+                "faces": {"left": faces["a"][1], "right": faces["b"][1]}}
+
+    @app.post("/embed", dependencies=guarded)
+    async def embed(image: UploadFile = File(...)) -> dict:  # noqa: B008
+        """One photo: the embedding of its face, and how two embeddings compare."""
+        from verify_cli.cli.embed import describe_model
+
+        array, record = service.read_face("image", await _upload(image, "image", service.max_bytes))
+        vector = model.embed(array[None])[0]
+        about = describe_model(model)
+        return {**about, "model": model.path.name, "face": record, "embedding": vector.tolist()}
+
+    @app.post("/identify", dependencies=guarded)
+    async def identify(image: UploadFile = File(...), top: int = 2) -> dict:  # noqa: B008
+        """One photo against the gallery given at start-up: the best match, or unknown below the threshold."""
+        if service.gallery is None:
+            raise RequestError(400, "no gallery: start the server with --gallery DIR")
+        array, record = service.read_face("image", await _upload(image, "image", service.max_bytes))
+        from verify_cli.gallery import identify as search
+        from verify_cli.gallery import load_gallery, model_identity
+        from verify_cli.gallery.embed import embed_photos, pipeline_key
+
+        known, _ = load_gallery(service.gallery, lambda paths: embed_photos(model, paths, service.reader),
+                                model_identity(model.path), pipeline_key(service.reader), None)
+        [answer] = search(model.score, model.threshold, ["image"], model.embed(array[None]), known, max(1, top))
+        return {**answer.as_json(), "faces": record}
+
+    return app
+
+
+def check_bind(host: str) -> str | None:
+    """A warning for a server reachable from other machines: faces are biometric data."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (f"serving on {host}: other machines can reach it, and the photos sent are biometric data; "
+            "set --api-key (or FACEVERIFY_API_KEY) and put it behind TLS")
+
+
+def api_key_from(option: str | None) -> str | None:
+    """The API key: the option, else $FACEVERIFY_API_KEY, else none (every endpoint open)."""
+    key = option if option is not None else os.environ.get("FACEVERIFY_API_KEY")
+    return key or None
