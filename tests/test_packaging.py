@@ -39,6 +39,7 @@ def test_wheel_holds_verify_cli_only(wheel: zipfile.ZipFile) -> None:
     assert not top & BUILD_TIME
     assert "verify_cli/assets/faceverify.onnx" in names  # the bundled default model ships
     assert "verify_cli/assets/faceverify.int8.onnx" in names  # and its int8 sibling (--precision int8)
+    assert "verify_cli/assets/index.html" in names  # the web page of faceverify serve
     assert "verify_cli/cli/__init__.py" in names or "verify_cli/cli.py" in names
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "faceverify = verify_cli.cli:main" in wheel.read(entry).decode()

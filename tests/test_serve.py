@@ -4,13 +4,16 @@ key, concurrent requests, and a clean stop."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,30 +137,74 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_a_real_server_answers_and_stops_cleanly(stop: signal.Signals, code: int, lfw_images: list[Path]) -> None:
+@contextlib.contextmanager
+def running_server(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`faceverify serve` as a real process on a free localhost port, once /health answers (20 s at most)."""
     import httpx
 
     port = _free_port()
     script = Path(sys.executable).with_name("faceverify")
-    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--provider", "cpu"], cwd=REPO,
+    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--provider", "cpu", *args], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "FACEVERIFY_API_KEY": ""})
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):  # bounded: at most 20 s for the model to load
+        for _ in range(100):
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        yield url, server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_a_real_server_answers_and_stops_cleanly(stop: signal.Signals, code: int, lfw_images: list[Path]) -> None:
+    import httpx
+
+    with running_server() as (url, server):
         got = httpx.post(f"{url}/verify", files=_files(a=lfw_images[0], b=lfw_images[1]), timeout=30)
         assert got.status_code == 200 and got.json()["same"] is True
         server.send_signal(stop)
         _, err = server.communicate(timeout=30)
-    finally:
-        if server.poll() is None:
-            server.kill()
     assert server.returncode == code, err
-    assert "Traceback" not in err and f"on http://127.0.0.1:{port}" in err
+    assert "Traceback" not in err and f"on {url}" in err
+
+
+@pytest.mark.slow
+def test_the_page_compares_two_photos_in_a_real_browser(lfw_images: list[Path], tmp_path: Path) -> None:
+    """Headless Chromium loads the page, picks two photos, presses Compare and shows the API's decision."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no headless browser here (Debian: apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    with running_server() as (url, _):
+        browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+        try:
+            browser.get(url)
+            assert browser.title == "faceverify"
+            for field, photo in (("file-a", lfw_images[0]), ("file-b", lfw_images[2])):
+                browser.find_element(By.ID, field).send_keys(str(photo))
+            browser.find_element(By.ID, "compare").click()
+            decision = WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "decision"))[0].text
+            shown = browser.find_element(By.ID, "probability").text
+            faces = browser.find_element(By.ID, "faces-a").text
+        finally:
+            browser.quit()
+    cli = json.loads(invoke("compare", lfw_images[0], lfw_images[2], "--json", "--provider", "cpu").stdout)
+    assert decision == ("same person" if cli["same"] else "different people")
+    assert shown == f"{cli['probability']:.4f}" and faces.startswith("1 face found, used #0")

@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,12 @@ async def _upload(upload: Any, field: str, limit: int) -> bytes:
 
 
 def create_app(service: Service) -> Any:
-    """The FastAPI application over `service`: /verify, /embed, /identify, /health, /model; OpenAPI at /docs."""
+    """The FastAPI application over `service`: the web page at /, then /verify, /embed, /identify, /health, /model;
+    OpenAPI at /docs."""
     import numpy as np
     from fastapi import Depends, FastAPI, File, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     from verify_cli import __version__
 
@@ -110,6 +112,13 @@ def create_app(service: Service) -> Any:
 
     guarded = [Depends(authorised)]
     model = service.model
+
+    page = (resources.files("verify_cli") / "assets" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def web_page() -> str:
+        """The web page: two photos to compare (faces boxed), and one to identify; plain HTML, no CDN."""
+        return page
 
     @app.get("/health")
     def health() -> dict:
