@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bench.flops import Flops
     from bench.subjects import Subject
 
-SECTIONS = ("embedding", "options", "int8", "evaluate", "faces", "coldstart", "search", "training")
+SECTIONS = ("embedding", "options", "int8", "evaluate", "faces", "coldstart", "search", "serve", "training")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -85,6 +85,7 @@ def run(data_root: Path | None, model: Path | None, checkpoint: Path | None, rep
         ort_options,
         report,
         search,
+        serve,
         subjects,
         training,
     )
@@ -167,6 +168,10 @@ def run(data_root: Path | None, model: Path | None, checkpoint: Path | None, rep
             sizes = search.SIZES[:1] if quick else search.SIZES
             console.print(f"gallery search at {', '.join(f'{n:,}' for n in sizes)} entries ...")
             add("search", search.run(subject.model, threads, repeats, warmup, 0.05 if quick else 0.3, sizes))
+        if "serve" in wanted:
+            console.print("faceverify serve under load (1, 4 and 16 clients) ...")
+            pair = next(p for p in lfw.pairs("test") if p.same)
+            add("serve", serve.run(lfw.image(pair.left), lfw.image(pair.right), repeats, warmup, quick))
         if "training" in wanted:
             console.print(f"training throughput of {DEFAULT_PRESET} ...")
             add("training", training.run(PRESETS[DEFAULT_PRESET], data_root, threads, repeats, warmup, quick))

@@ -40,6 +40,7 @@ SECTIONS = [
     "## Photos end to end: faceverify vs face_recognition",
     "## `faceverify compare A B`: cold start",
     "## Gallery search: identify against",
+    "## `faceverify serve`: POST /verify under load",
     f"## Training throughput: preset {DEFAULT_PRESET}",
     "## Command",
 ]
@@ -322,3 +323,11 @@ def test_cpu_looped_counts_cpu_time_not_waiting() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     wall, cpu = map(float, done.stdout.split())
     assert wall >= 0.002 > 4 * cpu
+
+
+@pytest.mark.slow
+def test_quick_serve_rows(quick_report: str) -> None:
+    rows = _rows(_section(quick_report, "## `faceverify serve`"))
+    assert [r[0] for r in rows] == ["1", "4", "16", "`faceverify compare` in a loop"]
+    for row in rows[:3]:
+        assert int(row[1]) > 0 and _number(row[2]) > 0 and 0 < _number(row[3]) <= _number(row[4])

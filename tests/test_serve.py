@@ -4,25 +4,19 @@ key, concurrent requests, and a clean stop."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import REPO, invoke
+from helpers import IN_CI, invoke
 
 fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install '.[serve]')")
 from fastapi.testclient import TestClient
 
+from bench.serve import running_server
 from verify_cli.cli.info import info_record
 from verify_cli.cli.options import Provider, face_reader, load_model
 from verify_cli.serve import Service, check_bind, create_app
@@ -54,6 +48,7 @@ def test_verify_answers_as_compare_does(client: TestClient, lfw_images: list[Pat
         for key in ("same", "decision", "threshold", "threshold_source", "provider"):
             assert body[key] == cli[key], key
         assert body["faces"]["left"]["box"] == cli["faces"]["left"]["box"]
+        assert body["seconds"]["faces"] > 0 and body["seconds"]["model"] > 0
 
 
 def test_embed_and_model_answer_as_the_cli_does(client: TestClient, lfw_images: list[Path]) -> None:
@@ -131,37 +126,6 @@ def test_binding_beyond_loopback_warns() -> None:
     assert "biometric" in check_bind("0.0.0.0")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_server(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`faceverify serve` as a real process on a free localhost port, once /health answers (20 s at most)."""
-    import httpx
-
-    port = _free_port()
-    script = Path(sys.executable).with_name("faceverify")
-    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--provider", "cpu", *args], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "FACEVERIFY_API_KEY": ""})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield url, server
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
 def test_a_real_server_answers_and_stops_cleanly(stop: signal.Signals, code: int, lfw_images: list[Path]) -> None:
@@ -181,6 +145,8 @@ def test_the_page_compares_two_photos_in_a_real_browser(lfw_images: list[Path], 
     """Headless Chromium loads the page, picks two photos, presses Compare and shows the API's decision."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
+        if IN_CI:
+            pytest.fail("CI=true and no chromium/chromedriver: .ci/run installs them")
         pytest.skip("no headless browser here (Debian: apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.common.by import By

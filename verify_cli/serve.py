@@ -13,6 +13,7 @@ import hmac
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,13 +135,17 @@ def create_app(service: Service) -> Any:
     async def verify(a: UploadFile = File(...), b: UploadFile = File(...)) -> dict:  # noqa: B008 - FastAPI's idiom
         """Two photos: the probability that they show the same person, the decision, and the faces used."""
         data = {"a": await _upload(a, "a", service.max_bytes), "b": await _upload(b, "b", service.max_bytes)}
+        start = time.perf_counter()
         faces = {field: service.read_face(field, raw) for field, raw in data.items()}
+        tick = time.perf_counter()
         emb = model.embed(np.stack([faces["a"][0], faces["b"][0]]))
         p = float(model.score(emb[:1], emb[1:])[0])
+        done = time.perf_counter()
         t = model.threshold
         return {"probability": p, "same": p >= t, "decision": "same" if p >= t else "different", "threshold": t,
                 "threshold_source": "model", "provider": model.provider, "model": model.path.name,
-                "faces": {"left": faces["a"][1], "right": faces["b"][1]}}
+                "faces": {"left": faces["a"][1], "right": faces["b"][1]},
+                "seconds": {"faces": tick - start, "model": done - tick}}
 
     @app.post("/embed", dependencies=guarded)
     async def embed(image: UploadFile = File(...)) -> dict:  # noqa: B008
