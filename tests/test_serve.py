@@ -54,13 +54,25 @@ def test_verify_answers_as_compare_does(client: TestClient, lfw_images: list[Pat
 def test_embed_and_model_answer_as_the_cli_does(client: TestClient, lfw_images: list[Path]) -> None:
     body = client.post("/embed", files=_files(image=lfw_images[0])).json()
     cli = json.loads(invoke("embed", lfw_images[0], "--json", "--provider", "cpu").stdout)
-    assert body["embedding"] == pytest.approx(cli["embeddings"][0]["embedding"], abs=1e-6)
+    [face] = body["embeddings"]
+    assert face["embedding"] == pytest.approx(cli["embeddings"][0]["embedding"], abs=1e-6)
+    assert face["face"] == cli["embeddings"][0]["face"]
     assert body["model_identity"] == cli["model_identity"] and body["compare"] == cli["compare"]
     model = client.get("/model").json()
     assert model["metadata"]["faceverify.threshold"] == cli["compare"]["threshold"]
     assert {"models", "auto_precision", "provider"} <= set(model)
     assert client.get("/health").json()["status"] == "ok"
     assert {"/verify", "/embed", "/identify", "/health", "/model"} <= set(client.get("/openapi.json").json()["paths"])
+
+
+def test_embed_every_face_of_a_group_photo(client: TestClient, lfw_images: list[Path], tmp_path: Path) -> None:
+    from test_cli_faces import photo
+
+    group = photo(tmp_path / "group.jpg", [(lfw_images[3], 420, 0.0, (40, 150)), (lfw_images[0], 260, 0.0, (620, 60))])
+    every = client.post("/embed", files=_files(image=group), params={"all_faces": True}).json()["embeddings"]
+    cli = json.loads(invoke("embed", group, "--all-faces", "--json", "--provider", "cpu").stdout)["embeddings"]
+    assert [e["face"]["face_used"] for e in every] == [0, 1] == [e["face"]["face_used"] for e in cli]
+    assert every[1]["embedding"] == pytest.approx(cli[1]["embedding"], abs=1e-6)
 
 
 def test_identify_against_the_gallery_given_at_start_up(lfw_images: list[Path], tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ shows a traceback to the client.
 """
 
 
+import contextlib
 import hmac
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -53,16 +54,22 @@ class Service:
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def read_face(self, field: str, data: bytes) -> tuple[Any, dict | None]:
-        """The face of one uploaded image as model input, through the CLI's face pipeline; errors name the field."""
+    @contextlib.contextmanager
+    def as_file(self, field: str, data: bytes) -> Iterator[Path]:
+        """An upload as a private file with a random name, deleted on leaving; errors name the field, not it."""
         path = self.scratch / uuid.uuid4().hex
         path.write_bytes(data)
         try:
-            return self.reader.input(path)
+            yield path
         except FaceverifyError as exc:
             raise RequestError(400, exc.message.replace(str(path), field)) from None
         finally:
             path.unlink(missing_ok=True)
+
+    def read_face(self, field: str, data: bytes) -> tuple[Any, dict | None]:
+        """The face of one uploaded image as model input, through the CLI's face pipeline."""
+        with self.as_file(field, data) as path:
+            return self.reader.input(path)
 
 
 async def _upload(upload: Any, field: str, limit: int) -> bytes:
@@ -148,14 +155,17 @@ def create_app(service: Service) -> Any:
                 "seconds": {"faces": tick - start, "model": done - tick}}
 
     @app.post("/embed", dependencies=guarded)
-    async def embed(image: UploadFile = File(...)) -> dict:  # noqa: B008
-        """One photo: the embedding of its face, and how two embeddings compare."""
-        from verify_cli.cli.embed import describe_model
+    async def embed(image: UploadFile = File(...), all_faces: bool = False) -> dict:  # noqa: B008
+        """One photo: the embedding of its face (`all_faces`: of every face, largest first), as `embed --json`."""
+        from verify_cli.cli.embed import describe_model, read_faces
 
-        array, record = service.read_face("image", await _upload(image, "image", service.max_bytes))
-        vector = model.embed(array[None])[0]
-        about = describe_model(model)
-        return {**about, "model": model.path.name, "face": record, "embedding": vector.tolist()}
+        data = await _upload(image, "image", service.max_bytes)
+        with service.as_file("image", data) as path:
+            rows = read_faces([path], service.reader, all_faces and service.reader.pipeline is not None)
+        vectors = model.embed(np.stack([array for _, _, array in rows]))
+        return {**describe_model(model), "model": model.path.name,
+                "embeddings": [{"image": "image", "face": record, "embedding": vector.tolist()}
+                               for (_, record, _), vector in zip(rows, vectors)]}
 
     @app.post("/identify", dependencies=guarded)
     async def identify(image: UploadFile = File(...), top: int = 2) -> dict:  # noqa: B008
