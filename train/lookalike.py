@@ -167,7 +167,7 @@ def plot_tradeoff(threshold: float, found: dict[str, tuple[np.ndarray, np.ndarra
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from verify_cli.outputs import atomic_path
+    from train.report import save_figure
 
     grid = np.linspace(0.02, 0.98, 49)
     (p_rand, y_rand), (p_alike, y_alike) = found["random"], found["lookalike"]
@@ -184,10 +184,7 @@ def plot_tradeoff(threshold: float, found: dict[str, tuple[np.ndarray, np.ndarra
            title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path, make_parents=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 LOOKALIKE_RULE = ("each held-out validation person's most alike stranger among the other held-out people, by "

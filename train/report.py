@@ -18,6 +18,16 @@ COLUMNS = [
 ]
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
+    """A finished matplotlib figure written whole to `path` as PNG (atomically), then closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path, make_parents=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
 def plot_curves(history: list[dict[str, Any]], path: Path, train_loss: str = "") -> None:
     """Loss and accuracy per epoch; `train_loss` names a training loss unlike the validation pair BCE (own axis)."""
     import matplotlib
@@ -42,10 +52,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, train_loss: str = "")
     lines = ax1.get_lines() + (train_ax.get_lines() if train_ax is not ax1 else [])
     ax1.legend(lines, [line.get_label() for line in lines])
     ax2.legend()
-    fig.tight_layout()
-    with atomic_path(path, make_parents=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
@@ -63,10 +70,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path, make_parents=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def results_row(summary: dict[str, Any]) -> dict[str, str]:

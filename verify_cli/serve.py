@@ -120,6 +120,9 @@ def create_app(service: Service) -> Any:
 
     guarded = [Depends(authorised)]
     model = service.model
+    from verify_cli.cli.embed import describe_model, read_faces
+
+    about = describe_model(model)  # the model's identity and head: hashed and probed once, not per request
 
     page = (resources.files("verify_cli") / "assets" / "index.html").read_text(encoding="utf-8")
 
@@ -157,13 +160,11 @@ def create_app(service: Service) -> Any:
     @app.post("/embed", dependencies=guarded)
     async def embed(image: UploadFile = File(...), all_faces: bool = False) -> dict:  # noqa: B008
         """One photo: the embedding of its face (`all_faces`: of every face, largest first), as `embed --json`."""
-        from verify_cli.cli.embed import describe_model, read_faces
-
         data = await _upload(image, "image", service.max_bytes)
         with service.as_file("image", data) as path:
             rows = read_faces([path], service.reader, all_faces and service.reader.pipeline is not None)
         vectors = model.embed(np.stack([array for _, _, array in rows]))
-        return {**describe_model(model), "model": model.path.name,
+        return {**about, "model": model.path.name,
                 "embeddings": [{"image": "image", "face": record, "embedding": vector.tolist()}
                                for (_, record, _), vector in zip(rows, vectors)]}
 

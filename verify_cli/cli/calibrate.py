@@ -82,7 +82,7 @@ def calibrate(
     fp32 = load_model(model, provider, Precision.fp32)
     result = fit(fp32, listing, rule, no_detect, face)
     digest = listing.sha256
-    written = write_models(fp32.path, targets, result, digest, name)
+    written = write_models(fp32.path, fp32.info.props, targets, result, digest, name)
     if as_json:
         print(json.dumps({**result.as_dict(), "model": str(fp32.path), "pairs_sha256": digest,
                           "wrote": [str(p) for p in written]}))
@@ -108,8 +108,8 @@ def fit(model: "Model", listing: "LabelledPairs", rule: "Rule", no_detect: bool,
     return fit_threshold(scores, same, rule, model.threshold)
 
 
-def write_models(source: Path, targets: dict[str, Path], result: "Calibration", digest: str,
-                 pairs_name: str) -> list[Path]:
+def write_models(source: Path, props: dict[str, str], targets: dict[str, Path], result: "Calibration",
+                 digest: str, pairs_name: str) -> list[Path]:
     """The fp32 model (and its int8 sibling, when there is one) copied with the fitted threshold and a record of
     how it was fitted; the int8 copy names the fp32 copy as its source, so the two stay a pair."""
     from verify_cli import modelmeta as mm
@@ -129,24 +129,23 @@ def write_models(source: Path, targets: dict[str, Path], result: "Calibration", 
     rule_text = f"calibrated by faceverify calibrate on {result.pairs} labelled pairs: {result.rule.describe()}"
     changes = {mm.K_THRESHOLD: repr(result.fitted.threshold), mm.K_THRESHOLD_RULE: rule_text,
                mm.K_CALIBRATION: json.dumps(record, sort_keys=True)}
-    fp32_bytes = _edited(source, changes)
+    fp32_bytes = _edited(source, props, changes)
     files = {targets["fp32"]: fp32_bytes}
     sibling = runtime.precision_paths(source)["int8"]
     if sibling.is_file():
-        int8 = runtime.Model(sibling, "cpu", threads=1)
-        made = {**int8.info.quantization,
-                "fp32_model": {"file": targets["fp32"].name, "identity": f"sha256:{hashlib.sha256(fp32_bytes).hexdigest()}"}}
-        files[targets["int8"]] = _edited(sibling, {**changes, mm.K_QUANTIZATION: json.dumps(made, sort_keys=True)})
+        int8 = runtime.Model(sibling, "cpu", threads=1).info
+        identity = f"sha256:{hashlib.sha256(fp32_bytes).hexdigest()}"  # as model_identity writes it
+        made = {**int8.quantization, "fp32_model": {"file": targets["fp32"].name, "identity": identity}}
+        files[targets["int8"]] = _edited(sibling, int8.props,
+                                         {**changes, mm.K_QUANTIZATION: json.dumps(made, sort_keys=True)})
     write_all(files)
     return list(files)
 
 
-def _edited(path: Path, changes: dict[str, str]) -> bytes:
-    """The model file's bytes with some metadata values replaced or added."""
+def _edited(path: Path, props: dict[str, str], changes: dict[str, str]) -> bytes:
+    """The model file's bytes with its metadata `props` and some values replaced or added."""
     from verify_cli import modelmeta as mm
-    from verify_cli import runtime
 
-    props = runtime.Model(path, "cpu", threads=1).info.props
     return mm.with_metadata(path.read_bytes(), {**props, **changes}, str(path))
 
 

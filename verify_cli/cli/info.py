@@ -36,13 +36,13 @@ def info(
     from verify_cli.runtime import available_providers, precision_paths
 
     the_model = load_model(model, provider, precision)
+    if as_json:
+        print(json.dumps(info_record(the_model, provider)))
+        return
     props = the_model.info.props
     available = available_providers()
     auto, _ = auto_choice(precision_paths(the_model.path)["fp32"], provider)
     cpu = this_cpu()
-    if as_json:
-        print(json.dumps(info_record(the_model, provider)))
-        return
 
     from rich import box
     from rich.table import Table
