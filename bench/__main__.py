@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
+from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.lfw import resolve_data_root
 
 if TYPE_CHECKING:
@@ -57,14 +57,8 @@ def main(
     out: Annotated[Path, typer.Option(help="The Markdown report to write.")] = DEFAULT_OUT,
 ) -> None:
     """Measure faceverify's speed side by side and write a Markdown report."""
-    try:
+    with entry_point("error: interrupted: no report written"):
         path = run(data_root, model, checkpoint, repeats, warmup, threads, only, quick, out)
-    except FaceverifyError as exc:
-        print_error(exc.message)
-        raise typer.Exit(EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        print_error("interrupted: no report written")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
     print(path)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from verify_cli import runtime
 from verify_cli.cli.options import face_reader
+from verify_cli.errors import entry_point
 from verify_cli.lfw import LFWRoot, image_relpath
 from verify_cli.nway import wilson_interval
 from verify_cli.scoring import embed_paths
@@ -53,6 +54,7 @@ def measure(model: runtime.Model, lfw: LFWRoot, people: int, strangers: int, no_
 
 
 def main() -> None:
+    """`python -m bench.openset`: print the figures as JSON, or one `error:` line and exit 2."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=None)
@@ -60,8 +62,10 @@ def main() -> None:
     parser.add_argument("--strangers", type=int, default=500)
     parser.add_argument("--no-detect", action="store_true")
     args = parser.parse_args()
-    model = runtime.Model(args.model, "cpu")
-    print(json.dumps(measure(model, LFWRoot.open(args.data_root), args.people, args.strangers, args.no_detect), indent=1))
+    with entry_point():
+        model = runtime.Model(args.model, "cpu")
+        figures = measure(model, LFWRoot.open(args.data_root), args.people, args.strangers, args.no_detect)
+    print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

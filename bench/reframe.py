@@ -24,7 +24,7 @@ import numpy as np
 import typer
 from PIL import Image
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError
+from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.faces.template import TEMPLATE_FILE
 from verify_cli.lfw import BASE_FOLDER, IMAGE_SETS, PAIRS_FILES, LFWRoot, resolve_data_root
 from verify_cli.outputs import write_atomic
@@ -156,16 +156,12 @@ def main(
     workers: Annotated[int, typer.Option(help="Threads.")] = 2,
 ) -> None:
     """Place each LFW DevTest image in a larger faceless canvas by a random similarity transform."""
-    try:
-        width, height = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        typer.echo(f"error: --size {size!r}: expected WIDTHxHEIGHT, e.g. 640x480", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
-    try:
+    with entry_point():
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise FaceverifyError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
         count = reframe(resolve_data_root(data_root), out, Reframe(width, height, seed=seed), limit, workers)
-    except FaceverifyError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
     typer.echo(f"{out}: {count} reframed DevTest images ({size}, seed {seed})")
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from export.entry import entry_point
+from verify_cli.errors import entry_point
 from verify_cli.lfw import resolve_data_root
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -40,7 +40,7 @@ def main(
     """Export a finalized checkpoint to ONNX, proven equal to PyTorch on the run's real LFW validation pairs, and its
     int8 sibling."""
     console = Console(stderr=True)
-    with entry_point():
+    with entry_point("interrupted: no model written", sigterm=True):
         from export.config import ExportConfig
         from export.pipeline import export_model
         from export.summary import int8_table, summary_table

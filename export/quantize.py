@@ -28,7 +28,6 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from rich.console import Console
 
 from export.config import ExportConfig
-from export.entry import entry_point
 from export.metadata import git_commit, set_metadata
 from export.onnx_graph import check_graph
 from export.parity import Judged, pairs_source, parity_pairs
@@ -38,7 +37,7 @@ from train.config import TrainConfig
 from train.data import Source, load_bank, open_source, pair_set
 from verify_cli import modelmeta
 from verify_cli.cpu import MAX_EXACT_WEIGHT, this_cpu
-from verify_cli.errors import FaceverifyError, first_line
+from verify_cli.errors import FaceverifyError, entry_point, first_line
 from verify_cli.gallery import model_identity
 from verify_cli.lfw import resolve_data_root
 from verify_cli.metrics import roc_auc
@@ -327,7 +326,7 @@ def main(
 ) -> None:
     """Quantize a faceverify fp32 model to int8, refused unless it decides as fp32 does on the validation pairs."""
     console = Console(stderr=True)
-    with entry_point():
+    with entry_point("interrupted: no model written", sigterm=True):
         target = out if out is not None else precision_paths(model)["int8"]
         config = ExportConfig(pairs=pairs, dry_run=dry_run)
         result = quantize_model(model, target, resolve_data_root(data_root), config, console)

@@ -21,7 +21,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError
+from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.faces.detect import MIN_FACE, SCALE_FACTOR, THRESHOLDS, Detector, Face
 from verify_cli.faces.template import LANDMARKS
 from verify_cli.lfw import LFWRoot, resolve_data_root
@@ -141,16 +141,13 @@ def main(
     workers: Annotated[int, typer.Option(help="Detection threads.")] = 2,
 ) -> None:
     """Measure the 5-landmark template of the LFW deep-funneled frame on DevTrain people's images."""
-    try:
+    with entry_point():
         lfw = LFWRoot.open(resolve_data_root(data_root))
         paths = devtrain_images(lfw)
         if 0 < limit < len(paths):
             paths = sorted(random.Random(seed).sample(paths, limit))
         points, boxes, missed, size = measure(lfw, paths, workers)
         write_atomic(out, template_json(points, boxes, size, paths, missed).encode())
-    except FaceverifyError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
     typer.echo(f"{out}: template from {len(points)} of {len(paths)} images ({len(missed)} without a face)")
 
 

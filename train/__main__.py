@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
+from verify_cli.errors import EXIT_INTERRUPTED, FaceverifyError, entry_point
 from verify_cli.lfw import resolve_data_root
 
 if TYPE_CHECKING:
@@ -56,19 +56,13 @@ def main(
     """Train a Siamese network on LFW View 1 and write RUN/best.pt, history.json, curves.png, roc.png."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background, where SIGINT is ignored
-    try:
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun every rank is interrupted; rank 0 says so
+    with entry_point("interrupted: the last complete epoch is saved; continue with --resume" if rank0 else None):
         if list_presets:
             Console(soft_wrap=False).print(presets_table())
             return
         run(preset, resolve_data_root(data_root), run_dir, resume, epochs, seed, dry_run, threads,
             overrides=overrides or [], report_test=report_test, data=data)
-    except FaceverifyError as exc:
-        print_error(exc.message)
-        raise typer.Exit(EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank is interrupted; rank 0 says so
-            console.print("interrupted: the last complete epoch is saved; continue with --resume", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def presets_table() -> Table:

@@ -16,7 +16,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import signal
 import sys
 import tarfile
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error, read_text
+from verify_cli.errors import FaceverifyError, entry_point, read_text
 from verify_cli.lfw import (
     BASE_FOLDER,
     DATA_ENV,
@@ -309,29 +308,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `make data`; print what was done, or one `error:` line and exit 2."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed `make data` cleans up as Ctrl-C does
-    env_copy = os.environ.get(DATA_ENV)
-    candidates = ([Path(env_copy)] if env_copy else []) + list(args.look_in)
-    try:
-        checksums = read_checksums(args.checksums) if args.checksums else CHECKSUMS
-        root = args.data_root if args.data_root is not None else resolve_data_root(None)
-        print(prepare(root, args.source, candidates, args.url, checksums), flush=True)
-    except FaceverifyError as exc:
-        print_error(exc.message)
-        return EXIT_ERROR
-    except OSError as exc:
-        print_error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print_error("interrupted; nothing was left half-written")
-        return EXIT_INTERRUPTED
+    with entry_point("error: interrupted; nothing was left half-written", sigterm=True):  # a killed `make data` too
+        env_copy = os.environ.get(DATA_ENV)
+        candidates = ([Path(env_copy)] if env_copy else []) + list(args.look_in)
+        try:
+            checksums = read_checksums(args.checksums) if args.checksums else CHECKSUMS
+            root = args.data_root if args.data_root is not None else resolve_data_root(None)
+            print(prepare(root, args.source, candidates, args.url, checksums), flush=True)
+        except OSError as exc:
+            raise FaceverifyError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.errors import entry_point
 from verify_cli.lfw import Pair, person_of
 
 if TYPE_CHECKING:
@@ -216,13 +216,10 @@ def main(
     """Random and look-alike validation pairs side by side at the model's stored threshold, as JSON."""
     from verify_cli.lfw import resolve_data_root
 
-    try:
+    with entry_point():
         threshold, found = scored(model, resolve_data_root(data_root))
         if plot is not None:
             plot_tradeoff(threshold, found, f"{model.name}: what the threshold trades", plot)
-    except FaceverifyError as exc:
-        print_error(exc.message)
-        raise typer.Exit(EXIT_ERROR) from None
     print(json.dumps({name: asdict(figures(p, y, threshold)) for name, (p, y) in found.items()}, indent=1))
 
 

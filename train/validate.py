@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from verify_cli.errors import EXIT_ERROR, FaceverifyError, print_error
+from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.lfw import Pair, person_of, resolve_data_root
 from verify_cli.outputs import write_atomic
 
@@ -134,16 +134,13 @@ def main(
                                         "halves of the validation people (cosine head only).")] = False,
 ) -> None:
     """Print a checkpoint's validation figures as one JSON object."""
-    try:
+    with entry_point():
         root = resolve_data_root(data_root)
         if rules:
             summary = threshold_rules(checkpoint_path, root)
         else:
             summary = validate(checkpoint_path, root, False if no_flip else None, pairs_out)
         print(json.dumps(summary, indent=1))
-    except FaceverifyError as exc:
-        print_error(exc.message)
-        raise typer.Exit(EXIT_ERROR) from None
 
 
 if __name__ == "__main__":

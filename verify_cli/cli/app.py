@@ -20,7 +20,7 @@ from verify_cli.cli.evaluate import evaluate
 from verify_cli.cli.identify import identify
 from verify_cli.cli.info import info
 from verify_cli.cli.serve import serve
-from verify_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, FaceverifyError, print_error
+from verify_cli.errors import EXIT_ERROR, expected_exit, print_error
 
 DEBUG_ENV = "FACEVERIFY_DEBUG"
 
@@ -33,12 +33,9 @@ def exit_code(exc: BaseException) -> int:
     """
     if isinstance(exc, typer.Exit):
         return exc.exit_code
-    if isinstance(exc, FaceverifyError):
-        print_error(exc.message)
-        return EXIT_ERROR
-    if isinstance(exc, (KeyboardInterrupt, typer.Abort)):
-        print_error("interrupted")
-        return EXIT_INTERRUPTED
+    expected = expected_exit(KeyboardInterrupt() if isinstance(exc, typer.Abort) else exc)  # Abort: a prompt's Ctrl-C
+    if expected is not None:
+        return expected
     if isinstance(exc, typer.exceptions.TyperException):  # usage: a bad option value, an unknown option or command
         message = exc.format_message()
         if message.strip():  # empty when no arguments were given and the help was shown instead
