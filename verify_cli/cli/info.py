@@ -1,5 +1,5 @@
-"""`faceverify info`: what the model carries (input, preprocessing, threshold, training, figures), the fp32 and int8
-models side by side, and the providers."""
+"""`faceverify info`: what the model carries (input, preprocessing, threshold, training, figures), the figures
+recorded beside it, the fp32 and int8 models side by side, and the providers."""
 
 import json
 from pathlib import Path
@@ -28,7 +28,8 @@ def info(
     precision: PrecisionOption = Precision.auto,
     provider: ProviderOption = Provider.auto,
 ) -> None:
-    """Show the model's metadata (input, preprocessing, threshold, training, figures, parity), both precisions of
+    """Show the model's metadata (input, preprocessing, threshold, training, figures, parity), the figures recorded
+    beside it (NAME.figures.json: each with its command, and its CPU where it depends on one), both precisions of
     the model (fp32 and int8: size, threshold, agreement), which one --precision auto runs on this CPU and why,
     and the providers."""
     from verify_cli import modelmeta as mm
@@ -85,6 +86,11 @@ def info(
         table.add_row(label, render.describe(props.get(key), skip=skip))
     for key in sorted(set(props) - used):
         table.add_row(render.esc(key), render.describe(props[key]))
+    figures = recorded_figures(the_model.path)
+    if figures is not None:
+        table.add_section()
+        for label, value in recorded_rows(figures):
+            table.add_row(label, value)
     table.add_section()
     for name, record in precision_records(the_model.path).items():
         table.add_row(name, precision_text(name, record))
@@ -131,7 +137,42 @@ def info_record(the_model: "Model", provider: Provider) -> dict:
     return {"model": str(the_model.path), "provider": the_model.provider,
             "available_providers": available_providers(), "metadata": metadata,
             "models": precision_records(the_model.path),
-            "auto_precision": {**auto.as_dict(), "cpu": this_cpu().as_dict()}}
+            "auto_precision": {**auto.as_dict(), "cpu": this_cpu().as_dict()},
+            "recorded_figures": recorded_figures(the_model.path)}
+
+
+def recorded_figures(path: Path) -> dict | None:
+    """The figures file beside the model (None when it has none): its measurements when it describes this model
+    (`this_model`), else only whose they are; an unreadable file as its error."""
+    from verify_cli import figures
+    from verify_cli.errors import FaceverifyError
+
+    try:
+        found = figures.recorded_for(path)
+    except FaceverifyError as exc:
+        return {"file": str(figures.figures_path(path)), "error": exc.message}
+    if found is None:
+        return None
+    recorded, ours = found
+    shown = recorded.as_dict()
+    record = {"file": str(figures.figures_path(path)), "this_model": ours, "model": shown["model"]}
+    return {**record, "measurements": shown["measurements"]} if ours else record
+
+
+def recorded_rows(record: dict) -> list[tuple[str, str]]:
+    """The recorded figures as table rows: one per measurement, its figures then its command and CPU."""
+    name = render.esc(Path(record["file"]).name)
+    if "error" in record:
+        return [("recorded", f"[red]{render.esc(record['error'])}[/]")]
+    if not record["this_model"]:
+        identity = render.esc(record["model"]["identity"])
+        return [("recorded", f"[yellow]{name} records another model ({identity}): not shown[/]")]
+    rows = [("recorded", f"{name}: figures measured after export, each with the command that measures it")]
+    for group, m in record["measurements"].items():
+        values = " · ".join(f"[dim]{render.esc(k)}[/] {render.esc(render.figure(v))}" for k, v in m["figures"].items())
+        where = " · ".join(render.esc(x) for x in (m["command"], m.get("cpu")) if x)
+        rows.append((render.esc(group), f"{values}  [dim]({where})[/]"))
+    return rows
 
 
 # ModelConfig fields only some tower families read; the others hold defaults that describe nothing
