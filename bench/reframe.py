@@ -24,6 +24,7 @@ import numpy as np
 import typer
 from PIL import Image
 
+from verify_cli.cli.options import DataRootOption
 from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.faces.template import TEMPLATE_FILE
 from verify_cli.lfw import BASE_FOLDER, IMAGE_SETS, PAIRS_FILES, LFWRoot, resolve_data_root
@@ -148,8 +149,7 @@ def reframe(data_root: Path, out: Path, spec: Reframe, limit: int = 0, workers: 
 @app.command()
 def main(
     out: Annotated[Path, typer.Option(help="The new data root to write (outside the repository).")],
-    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
-                                                       "./data/lfw].", show_default=False)] = None,
+    data_root: DataRootOption = None,
     size: Annotated[str, typer.Option(help="Canvas WIDTHxHEIGHT.")] = "640x480",
     seed: Annotated[int, typer.Option(help="Seed of the placements and backgrounds.")] = 0,
     limit: Annotated[int, typer.Option(help="Only the first N distinct DevTest images (0: all).")] = 0,

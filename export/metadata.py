@@ -22,7 +22,8 @@ DOC = (
 )
 
 
-def _json(value: Any) -> str:
+def as_json(value: Any) -> str:
+    """A metadata value as JSON (keys sorted, so equal values give equal text)."""
     return json.dumps(value, sort_keys=True)
 
 
@@ -78,28 +79,28 @@ def build_metadata(saved: dict[str, Any], cfg: TrainConfig, embedding: int) -> d
     props = {
         modelmeta.K_FORMAT: modelmeta.FORMAT_VERSION,
         modelmeta.K_PREPROCESS: spec.to_json(),
-        modelmeta.K_INPUT: _json({"channels": spec.channels, "height": spec.size, "width": spec.size}),
+        modelmeta.K_INPUT: as_json({"channels": spec.channels, "height": spec.size, "width": spec.size}),
         modelmeta.K_EMBEDDING: str(embedding),
         modelmeta.K_THRESHOLD: repr(float(saved["threshold"])),
         modelmeta.K_THRESHOLD_RULE: threshold_rule(summary, cfg),
         modelmeta.K_PRESET: cfg.preset,
-        modelmeta.K_ARCHITECTURE: _json(cfg.model.as_dict()),
+        modelmeta.K_ARCHITECTURE: as_json(cfg.model.as_dict()),
         modelmeta.K_PROTOCOL: cfg.protocol,
-        modelmeta.K_TRAINING: _json(cfg.as_dict()),
-        K_FACES: _json(faces_record(summary, cfg)),
-        modelmeta.K_VALIDATION: _json(validation),
-        modelmeta.K_VERSIONS: _json(versions()),
+        modelmeta.K_TRAINING: as_json(cfg.as_dict()),
+        K_FACES: as_json(faces_record(summary, cfg)),
+        modelmeta.K_VALIDATION: as_json(validation),
+        modelmeta.K_VERSIONS: as_json(versions()),
         modelmeta.K_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
         modelmeta.K_COMMIT: git_commit(),
     }
     if "test" in summary:  # DevTest, scored once by `python -m train --report-test`; absent otherwise
-        props[modelmeta.K_DEVTEST] = _json(summary["test"])
+        props[modelmeta.K_DEVTEST] = as_json(summary["test"])
     return props
 
 
 def add_parity(props: dict[str, str], parity: dict[str, Any]) -> dict[str, str]:
     """The metadata with the measured parity figures added."""
-    return {**props, modelmeta.K_PARITY: _json(parity)}
+    return {**props, modelmeta.K_PARITY: as_json(parity)}
 
 
 def set_metadata(proto: onnx.ModelProto, props: dict[str, str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import onnx
 from rich.console import Console
 
 from export.config import ExportConfig
-from export.metadata import add_parity, build_metadata, set_metadata
+from export.metadata import add_parity, as_json, build_metadata, set_metadata
 from export.onnx_graph import check_graph, export_graph
 from export.parity import ParityReport, measure_parity, pairs_source, parity_pairs
 from models import SiameseNet
@@ -120,8 +119,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         console.print("operating point: FAR and TAR at the threshold on random and look-alike validation strangers")
-        props = {**props, modelmeta.K_OPERATING: json.dumps(operating_point(Path(tmp), data_root, config),
-                                                            sort_keys=True, separators=(",", ":"))}
+        props = {**props, modelmeta.K_OPERATING: as_json(operating_point(Path(tmp), data_root, config))}
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         check_graph(tmp)

@@ -21,6 +21,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from verify_cli.cli.options import DataRootOption
 from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.faces.detect import MIN_FACE, SCALE_FACTOR, THRESHOLDS, Detector, Face
 from verify_cli.faces.template import LANDMARKS
@@ -134,8 +135,7 @@ def dump(data: dict) -> str:
 @app.command()
 def main(
     out: Annotated[Path, typer.Option(help="The template JSON to write.")] = Path("verify_cli/faces/lfw_template.json"),
-    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
-                                                       "./data/lfw].", show_default=False)] = None,
+    data_root: DataRootOption = None,
     limit: Annotated[int, typer.Option(help="Measure a seeded sample of this many images (0: all).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
     workers: Annotated[int, typer.Option(help="Detection threads.")] = 2,

@@ -97,6 +97,10 @@ def labelled(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return devtest_path_list(data_root, 30, tmp_path_factory.mktemp("calibrate") / "mine.tsv", labelled=True)
 
 
+def onnx_props(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
 def _sha(path: Path) -> str:
     return f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"  # as model_identity writes it
 
@@ -109,17 +113,18 @@ def test_calibrate_writes_a_model_pair_with_the_fitted_threshold(labelled: Path,
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
     assert (record["pairs"], record["same_pairs"], record["different_pairs"]) == (60, 30, 30)
-    assert record["fitted"]["far"] <= 0.05 and record["stored"]["threshold"] == 0.5
+    assert record["fitted"]["far"] <= 0.05 and record["stored"]["threshold"] == float(
+        onnx_props(FP32)[modelmeta.K_THRESHOLD])  # the threshold it replaces: the bundled model's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.int8.onnx", "mine.onnx"]
     assert {p: _sha(p) for p in originals} == originals  # the model it was made from is never modified
-    stored = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    stored = onnx_props(out)
     assert float(stored[modelmeta.K_THRESHOLD]) == record["fitted"]["threshold"]
     made = json.loads(stored[modelmeta.K_CALIBRATION])
     assert made["from_model"]["identity"] == originals[FP32] and made["pairs_sha256"] == record["pairs_sha256"]
     assert record["pairs_sha256"] == hashlib.sha256(labelled.read_bytes()).hexdigest()
     assert made["rule"] == "target-far" and made["target_far"] == 0.05 and "calibrate" in stored[
         modelmeta.K_THRESHOLD_RULE]
-    int8 = {p.key: p.value for p in onnx.load(str(tmp_path / "mine.int8.onnx")).metadata_props}
+    int8 = onnx_props(tmp_path / "mine.int8.onnx")
     assert int8[modelmeta.K_THRESHOLD] == stored[modelmeta.K_THRESHOLD]
     assert json.loads(int8[modelmeta.K_QUANTIZATION])["fp32_model"]["identity"] == _sha(out)  # still a pair
 
@@ -139,7 +144,7 @@ def test_max_accuracy_is_the_default_and_never_worse_than_the_stored_threshold(l
     assert result.exit_code == 0, result.stderr
     assert "fitted threshold" in result.stdout and "false accepts (FAR)" in result.stdout
     assert "wrote" in result.stdout and "bootstrap" in result.stdout
-    stored = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    stored = onnx_props(tmp_path / "m.onnx")
     record = json.loads(stored[modelmeta.K_CALIBRATION])
     assert record["rule"] == "max-accuracy" and record["pairs"] == 60
 

@@ -161,6 +161,18 @@ def test_best_threshold_maximises_accuracy(seed: int) -> None:
     assert np.mean((scores >= t) == labels) == brute_force_accuracies(scores, labels, everywhere).max()
 
 
+def test_weighted_best_threshold_counts_each_pair_by_its_weight() -> None:
+    # same 0.6 and 0.9, different 0.5 and 0.7. Unweighted, 0.55 and 0.8 tie (3 of 4) and the upper one wins; a
+    # different pair that weighs 3 (the 0.7) moves the best threshold above it, and weights of 1 change nothing
+    scores, labels = scored([0.6, 0.9], [0.5, 0.7])
+    assert metrics.best_threshold(scores, labels) == pytest.approx(0.8)
+    assert metrics.best_threshold(scores, labels, np.ones(4)) == metrics.best_threshold(scores, labels)
+    weights = np.where(scores == 0.7, 3.0, 1.0)
+    assert metrics.best_threshold(scores, labels, weights) == pytest.approx(0.8)
+    weights = np.where(scores == 0.6, 3.0, 1.0)  # now the same pair at 0.6 outweighs: accept it
+    assert metrics.best_threshold(scores, labels, weights) == pytest.approx(0.55)
+
+
 # ------------------------------------------------------------------------------------ k-fold
 
 

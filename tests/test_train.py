@@ -16,7 +16,7 @@ from helpers import REPO
 
 from models import SiameseNet, build_model
 from models.heads import CosineHead
-from train import checkpoint, loop, report
+from train import calibration, checkpoint, loop, report, summary
 from train.__main__ import run
 from train.config import DEFAULT_PRESET, get_preset
 from train.data import (
@@ -24,6 +24,7 @@ from train.data import (
     identity_batches,
     identity_steps,
     make_data,
+    neighbour_order,
     photometric,
     protocol_splits,
     random_erase,
@@ -31,6 +32,7 @@ from train.data import (
     split_pairs,
     split_people,
 )
+from train.lookalike import lookalike_set
 from train.losses import CosFace, in_batch_pair_loss
 from train.objectives import IdentityObjective
 from verify_cli import modelmeta
@@ -48,10 +50,13 @@ def test_smoke_run_leaves_a_complete_run_folder(tiny_run: Path) -> None:
     history = json.loads((tiny_run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(np.isfinite(row["train_loss"]) and 0 <= row["val_accuracy"] <= 1 for row in history)
+    for row in history:  # look-alike strangers every epoch, so that a run can be chosen on them
+        assert math.isnan(row["val_lookalike_auc"]) or 0 <= row["val_lookalike_auc"] <= 1
+        assert row["val_auc_mean"] == pytest.approx((row["val_auc"] + row["val_lookalike_auc"]) / 2, nan_ok=True)
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert summary["threshold"] == best["threshold"] and summary["validation"]["pairs"] == 5  # a tenth of 48
     assert "test" not in summary  # DevTest only with --report-test
-    assert summary["threshold_rule"] == loop.ARGMAX_RULE  # Koch's L1 head is not recalibrated on validation
+    assert summary["threshold_rule"] == calibration.ARGMAX_RULE  # Koch's L1 head is not recalibrated on validation
     assert not list(tiny_run.glob("*.tmp"))
 
 
@@ -173,7 +178,7 @@ def test_report_test_scores_devtest_once_and_changes_nothing_else(data_root: Pat
 def default_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """`python -m train --preset default --dry-run` on real images, watching its batches and its calibration."""
     seen: dict = {"batches": [], "calibrations": []}
-    real_loss, real_calibrate = IdentityObjective.loss, loop.calibrate_head
+    real_loss, real_calibrate = IdentityObjective.loss, summary.calibrate_head
 
     def loss(self: IdentityObjective, model, emb, rows):
         seen["batches"].append(self.identities.labels[rows])
@@ -190,7 +195,7 @@ def default_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     run_dir = tmp_path_factory.mktemp("default") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(IdentityObjective, "loss", loss)
-        patch.setattr(loop, "calibrate_head", calibrate)
+        patch.setattr(summary, "calibrate_head", calibrate)
         run("default", data_root, run_dir, resume=False, epochs=2, seed=None, dry_run=True, threads=0)
     return {**seen, "run_dir": run_dir}
 
@@ -228,13 +233,22 @@ def test_default_preset_calibrates_its_head_and_its_checkpoint_reloads(default_r
     probs, _ = loop.pair_probabilities(model, data.bank, data.val, cfg.preprocess, torch.device("cpu"))
     accuracy = float(np.mean((probs >= saved["threshold"]) == (data.val.labels > 0.5)))
     assert accuracy == saved["summary"]["validation"]["accuracy"]
-    # a calibrated head decides at probability 0.5: the balanced-class decision, not a threshold fitted to the pairs
-    assert saved["threshold"] == 0.5 and saved["summary"]["threshold_rule"] == loop.CALIBRATED_RULE
     # beside the random pairs, look-alike strangers of the same validation people, at the same threshold
     alike = saved["summary"]["lookalike"]
     same = int((data.val.labels > 0.5).sum())
     assert alike["same_pairs"] == same and 0 < alike["different_pairs"] <= same
-    assert alike["tar"] == pytest.approx(float(np.mean(probs[data.val.labels > 0.5] >= 0.5)))
+    # the threshold weighs same-person pairs 1/2, random strangers 1/4 and look-alike strangers 1/4
+    assert saved["summary"]["threshold_rule"] == calibration.MIXED_RULE
+    alike_set = lookalike_set(data.bank, data.val)
+    alike_probs, _ = loop.pair_probabilities(model, data.bank, alike_set, cfg.preprocess, torch.device("cpu"))
+    strangers = np.r_[probs[data.val.labels < 0.5], alike_probs[alike_set.labels < 0.5]]
+    n_random = int((data.val.labels < 0.5).sum())
+    def weighted(t: float) -> float:
+        return (0.5 * np.mean(probs[data.val.labels > 0.5] >= t) + 0.25 * np.mean(strangers[:n_random] < t)
+                + 0.25 * np.mean(strangers[n_random:] < t))
+    grid = np.unique(np.r_[probs, alike_probs])
+    assert weighted(saved["threshold"]) == pytest.approx(max(weighted(t) for t in grid))
+    assert alike["tar"] == pytest.approx(float(np.mean(probs[data.val.labels > 0.5] >= saved["threshold"])))
 
 
 def test_identity_batches_hold_p_identities_of_k_images() -> None:
@@ -251,6 +265,33 @@ def test_identity_batches_hold_p_identities_of_k_images() -> None:
         seen += people.tolist()
     assert sorted(seen) == [0, 1, 3, 5]
     assert identity_steps(labels, 2) == len(batches) and identity_steps(labels, 3) == 2
+
+
+def test_neighbour_order_groups_each_random_seed_with_its_nearest_free_rows() -> None:
+    angles = np.array([0.0, 0.05, 1.5, 1.55, 3.0, 3.05, 4.5, 4.55])  # four tight pairs of directions
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1) * np.arange(1, 9)[:, None]  # lengths do not count
+    order = neighbour_order(vectors, 2, torch.Generator().manual_seed(3))
+    assert sorted(order.tolist()) == list(range(8))
+    assert {frozenset(order[i : i + 2].tolist()) for i in range(0, 8, 2)} == {frozenset((i, i + 1)) for i in range(0, 8, 2)}
+    again = neighbour_order(vectors, 2, torch.Generator().manual_seed(3))
+    assert np.array_equal(order, again)  # seeded
+
+
+def test_neighbour_batches_put_look_alike_people_together_and_each_person_in_once() -> None:
+    labels = np.repeat(np.arange(8), 3)
+    partner = np.array([5, 6, 7, 4, 3, 0, 1, 2])  # four tight pairs of people: 0~5, 1~6, 2~7, 3~4
+    vectors = np.eye(8)[np.minimum(np.arange(8), partner)] + 0.01 * np.eye(8)
+    batches = list(identity_batches(labels, 4, 2, torch.Generator().manual_seed(0), neighbours=2,
+                                    class_vectors=vectors))
+    assert len(batches) == 2 and all(rows.size == 8 for rows in batches)  # four people of two images each
+    people = np.concatenate([labels[rows[::2]] for rows in batches])  # each person's two images are adjacent
+    assert sorted(people.tolist()) == list(range(8))
+    assert all(partner[a] == b for a, b in people.reshape(4, 2))
+
+
+def test_neighbours_must_divide_the_people_per_batch() -> None:
+    with pytest.raises(FaceverifyError, match="must divide identities_per_batch"):
+        get_preset("fv-plain").__class__(preset="x", protocol="unrestricted", identities_per_batch=6, neighbours=4)
 
 
 def test_one_cycle_steps_after_every_batch_and_ends_near_zero(data_root: Path) -> None:
@@ -342,7 +383,7 @@ def test_threshold_rules_score_both_rules_on_held_out_halves(default_run: dict, 
     from train.validate import threshold_rules
 
     report = threshold_rules(default_run["run_dir"] / "best.pt", data_root, halvings=3)
-    assert report["halvings"] == 3 and report["calibrated"]["rule"] == loop.CALIBRATED_RULE
+    assert report["halvings"] == 3 and report["calibrated"]["rule"] == calibration.CALIBRATED_RULE
     accuracies = [report[rule]["held_out_accuracy"] for rule in ("calibrated", "argmax")]
     assert all(0.3 < a < 1 for a in accuracies)  # scored on pairs of people the thresholds never saw
     assert report["calibrated_minus_argmax"]["mean"] == pytest.approx(accuracies[0] - accuracies[1])

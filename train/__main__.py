@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from verify_cli.cli.options import DataRootOption
 from verify_cli.errors import EXIT_INTERRUPTED, FaceverifyError, entry_point
 from verify_cli.lfw import resolve_data_root
 
@@ -33,8 +34,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def main(
     preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-resnet ... (--list-presets).")]
     = "default",
-    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
-                                                        "./data/lfw].", show_default=False)] = None,
+    data_root: DataRootOption = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder \\[default: runs/PRESET].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from last.pt.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Stop after this many epochs \\[default: the preset's].")] = None,
@@ -120,8 +120,9 @@ def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, 
     from train import report
     from train.data import make_data, open_source
     from train.folder import ImageFolder
-    from train.loop import finalize, fit
+    from train.loop import fit
     from train.objectives import OBJECTIVES
+    from train.summary import finalize
 
     say = console if ranks.main else Console(quiet=True)
     if dry_run:

@@ -38,7 +38,9 @@ class TrainConfig:
     batch_size: int = 32  # restricted only: pairs per step
     max_epochs: int = 200
     patience: int = 20  # stop after this many epochs without a better monitored validation figure
-    monitor: Literal["val_loss", "val_auc"] = "val_loss"  # lower is better, or higher is better
+    # lower is better, or higher is better; val_auc_mean: the mean of the validation ROC AUCs on random and on
+    # look-alike strangers (train/lookalike.py), so that the checkpoint chosen also separates people who look alike
+    monitor: Literal["val_loss", "val_auc", "val_auc_mean"] = "val_loss"
     val_fraction: float = 0.1
     augment: bool = False  # Koch et al.'s affine distortions and horizontal flips, training batches only
     shift: int = 0  # random translation of up to +-shift input pixels and a horizontal flip, training batches only
@@ -56,6 +58,10 @@ class TrainConfig:
     identities_per_batch: int = 32
     images_per_identity: int = 4
     singletons_per_batch: int = 0  # images of one-image people added to each batch as extra CosFace classes
+    # 0: each batch's people drawn at random; k >= 2: drawn in groups of k people who look alike to the network
+    # (a random person and the k-1 others nearest to them by their CosFace class weights, each person once an epoch),
+    # so that the pair loss meets strangers who are close, as users' comparisons do
+    neighbours: int = 0
     margin: float = 0.35  # CosFace margin of the identity loss
     margin_scale: float = 30.0
     description: str = ""
@@ -77,6 +83,7 @@ class TrainConfig:
         "identities_per_batch": (lambda v: v >= 1, ">= 1"),
         "images_per_identity": (lambda v: v >= 2, ">= 2 (a batch needs same-person pairs)"),
         "singletons_per_batch": (lambda v: v >= 0, ">= 0"),
+        "neighbours": (lambda v: v == 0 or v >= 2, "0 (random batches) or >= 2"),
         "margin": (lambda v: 0 <= v < 1, "in [0, 1)"),
         "margin_scale": (lambda v: v > 0, "> 0"),
     }
@@ -92,6 +99,9 @@ class TrainConfig:
                                       f"{self.protocol}, faces {self.faces}: choose an unrestricted preset such as "
                                       "fv-plain")
         check_input(self.model, self.preprocess)
+        if self.neighbours and self.identities_per_batch % self.neighbours:
+            raise FaceverifyError(f"neighbours={self.neighbours} must divide identities_per_batch="
+                                  f"{self.identities_per_batch}: a batch holds whole groups of look-alike people")
 
     def as_dict(self) -> dict:
         """Plain dictionary for checkpoints (loadable with weights_only=True) and metadata."""

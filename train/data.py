@@ -111,16 +111,42 @@ def identity_steps(labels: np.ndarray, per_batch: int) -> int:
     return max(1, math.ceil(int((counts >= 2).sum()) / per_batch))
 
 
+def neighbour_order(vectors: np.ndarray, group: int, generator: torch.Generator) -> np.ndarray:
+    """An order of the rows of `vectors` in consecutive groups of `group`: a random row not yet taken, then the
+    `group` - 1 rows not yet taken that are nearest to it by cosine (fewer in the last group)."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+    similarity = unit @ unit.T
+    free = np.ones(len(unit), bool)
+    order: list[int] = []
+    for seed in torch.randperm(len(unit), generator=generator).tolist():
+        if not free[seed]:
+            continue
+        free[seed] = False
+        others = np.flatnonzero(free)
+        nearest = others[np.argsort(-similarity[seed, others], kind="stable")[: group - 1]]
+        free[nearest] = False
+        order += [seed, *nearest.tolist()]
+    return np.array(order, dtype=np.int64)
+
+
 def identity_batches(
-    labels: np.ndarray, per_batch: int, per_identity: int, generator: torch.Generator, singletons: int = 0
+    labels: np.ndarray, per_batch: int, per_identity: int, generator: torch.Generator, singletons: int = 0,
+    neighbours: int = 0, class_vectors: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
-    """P identities x K images per batch, plus `singletons` images of people with one image (extra classes)."""
+    """P identities x K images per batch, plus `singletons` images of people with one image (extra classes).
+
+    With `neighbours` >= 2 the P identities come in groups of that many whose `class_vectors` rows (one per label)
+    are near (`neighbour_order`); else in random order.
+    """
     rows_of: dict[int, np.ndarray] = {}
     for ident in np.unique(labels):
         rows_of[int(ident)] = np.flatnonzero(labels == ident)
     multi = [i for i, rows in rows_of.items() if rows.size >= 2]
     single = np.array([rows[0] for rows in rows_of.values() if rows.size == 1], dtype=np.int64)
-    order = torch.randperm(len(multi), generator=generator).numpy()
+    if neighbours and class_vectors is not None:
+        order = neighbour_order(class_vectors[multi], neighbours, generator)
+    else:
+        order = torch.randperm(len(multi), generator=generator).numpy()
     single_order = torch.randperm(single.size, generator=generator).numpy() if singletons else np.zeros(0, np.int64)
     for step in range(identity_steps(labels, per_batch)):
         chosen = [multi[j] for j in order[step * per_batch : (step + 1) * per_batch]]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from verify_cli.cli.options import DataRootOption
 from verify_cli.errors import entry_point
 from verify_cli.lfw import Pair, person_of
 
@@ -153,12 +154,6 @@ def scored(model_path: Path, data_root: Path, config: ExportConfig | None = None
                              for name, pairs in (("random", random), ("lookalike", lookalike_set(bank, random)))}
 
 
-def measure(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict[str, Figures]:
-    """An ONNX model's figures at its stored threshold on random and on look-alike validation strangers."""
-    threshold, found = scored(model_path, data_root, config)
-    return {name: figures(probs, same, threshold) for name, (probs, same) in found.items()}
-
-
 def plot_tradeoff(threshold: float, found: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
     """What moving the threshold trades: look-alike strangers accepted against accuracy on random pairs, one point
     per threshold, the stored one marked (matplotlib, a build-time dependency)."""
@@ -192,14 +187,16 @@ LOOKALIKE_RULE = ("each held-out validation person's most alike stranger among t
                   "same-person validation pairs at most")
 
 
-def operating_point(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict:
-    """What the stored threshold means, for the model's metadata: FAR and TAR on random and on look-alike
-    validation strangers, with how the look-alikes were chosen."""
-    from verify_cli.runtime import Model
+def operating_record(threshold: float, found: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """What a threshold means, for a model's metadata: FAR and TAR on random and on look-alike validation
+    strangers (`scored`'s probabilities and truths), with how the look-alikes were chosen."""
+    return {"threshold": threshold, "lookalike_rule": LOOKALIKE_RULE,
+            **{name: asdict(figures(p, y, threshold)) for name, (p, y) in found.items()}}
 
-    found = measure(model_path, data_root, config)
-    return {"threshold": Model(model_path, provider="cpu").threshold, "lookalike_rule": LOOKALIKE_RULE,
-            **{name: asdict(f) for name, f in found.items()}}
+
+def operating_point(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict:
+    """The operating point of an ONNX model's stored threshold (`operating_record`)."""
+    return operating_record(*scored(model_path, data_root, config))
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -208,8 +205,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 @app.command()
 def main(
     model: Annotated[Path, typer.Option(help="A faceverify ONNX model that carries its training configuration.")],
-    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
-                                                       "./data/lfw].", show_default=False)] = None,
+    data_root: DataRootOption = None,
     plot: Annotated[Path | None, typer.Option(help="Also draw the threshold's trade-off (look-alike FAR against "
                                                    "random-pair accuracy) to this PNG.")] = None,
 ) -> None:

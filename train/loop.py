@@ -1,10 +1,10 @@
-"""The training loop: `fit` runs epochs with early stopping and atomic checkpoints; `finalize` reports once."""
+"""The training loop: `fit` runs epochs with early stopping and atomic checkpoints (train/summary.py reports once)."""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models import SiameseNet, build_model
-from models.heads import CosineHead
 from models.typed_config import differences
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import Data, ImageBank, PairSet, augment, photometric, random_erase, shift_and_flip
 from train.distributed import SINGLE, Ranks, from_main, my_share, share_buffers, sum_over_ranks, weights_agree
-from train.lookalike import figures, lookalike_set
+from train.lookalike import lookalike_set
 from train.objectives import Objective, make_objective
 from verify_cli import metrics
 from verify_cli.cpu import training_precision
@@ -83,16 +82,27 @@ def embed_rows(model: SiameseNet, bank: ImageBank, rows: np.ndarray, spec: Prepr
 
 
 @torch.no_grad()
+def set_probabilities(model: SiameseNet, bank: ImageBank, sets: list[PairSet], spec: Preprocess,
+                      device: torch.device, precision: str = "fp32") -> list[tuple[np.ndarray, float]]:
+    """For each set of pairs, the probability of "same" of each pair and the mean BCE loss; every distinct image
+    of all the sets is embedded once."""
+    rows, inverse = np.unique(np.concatenate([side for p in sets for side in (p.left, p.right)]), return_inverse=True)
+    emb = embed_rows(model, bank, rows, spec, device, precision=precision)
+    out, start = [], 0
+    for pairs in sets:
+        n = len(pairs)
+        logits = model.score(emb[inverse[start : start + n]], emb[inverse[start + n : start + 2 * n]])
+        start += 2 * n
+        labels = torch.from_numpy(pairs.labels).to(logits.device)
+        loss = float(F.binary_cross_entropy_with_logits(logits, labels))
+        out.append((torch.sigmoid(logits).double().cpu().numpy(), loss))
+    return out
+
+
 def pair_probabilities(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess,
                        device: torch.device, precision: str = "fp32") -> tuple[np.ndarray, float]:
     """Probability of "same" for each pair, each distinct image embedded once; and the mean BCE loss."""
-    rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
-    emb = embed_rows(model, bank, rows, spec, device, precision=precision)
-    n = len(pairs)
-    logits = model.score(emb[inverse[:n]], emb[inverse[n:]])
-    labels = torch.from_numpy(pairs.labels).to(logits.device)
-    loss = float(F.binary_cross_entropy_with_logits(logits, labels))
-    return torch.sigmoid(logits).double().cpu().numpy(), loss
+    return set_probabilities(model, bank, [pairs], spec, device, precision)[0]
 
 
 @dataclass
@@ -255,6 +265,12 @@ def _train_epoch(cfg: TrainConfig, st: State, data: Data, device: torch.device, 
     return total_loss / max(count, 1), total_acc / max(count, 1)
 
 
+def lookalike_auc(probs: np.ndarray, alike: PairSet) -> float:
+    """ROC AUC on the look-alike set; NaN when it holds no stranger or no same-person pair (tiny data)."""
+    same = alike.labels > 0.5
+    return metrics.roc_auc(probs, alike.labels) if 0 < same.sum() < same.size else math.nan
+
+
 def validation_se(accuracy: float, auc: float, pairs: PairSet) -> dict[str, float]:
     """Standard errors beside the validation figures, so that two presets' figures can be told apart (or not)."""
     positives = int((pairs.labels > 0.5).sum())
@@ -314,6 +330,7 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
                                   "processes; use fewer processes or a smaller batch")
         join_ranks(cfg, st, device)
     limit = max_epochs or cfg.max_epochs
+    alike = lookalike_set(data.bank, data.val)  # the same look-alike strangers every epoch: LBP, no network
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         while not st.done and len(st.history) < limit:
@@ -326,7 +343,8 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
             _sync_ranks(st, epoch)
             # validation in float32 whatever the precision: it picks the checkpoint, so it must repeat exactly
             # (bf16 validation did not, between two runs holding the same weights), and it is what serving computes
-            probs, val_loss = pair_probabilities(st.evaluated, data.bank, data.val, cfg.preprocess, device)
+            (probs, val_loss), (alike_probs, _) = set_probabilities(
+                st.evaluated, data.bank, [data.val, alike], cfg.preprocess, device)
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -338,6 +356,8 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
                 "seconds": time.perf_counter() - start,
             }
             row["val_auc_se"] = validation_se(row["val_accuracy"], row["val_auc"], data.val)["roc_auc_se"]
+            row["val_lookalike_auc"] = lookalike_auc(alike_probs, alike)
+            row["val_auc_mean"] = (row["val_auc"] + row["val_lookalike_auc"]) / 2
             row = from_main(row, ranks)  # rank 0's figures decide on every rank, so that all take the same path
             st.history.append(row)
             value = row[cfg.monitor]
@@ -356,7 +376,7 @@ def fit(cfg: TrainConfig, data: Data, run_dir: Path, resume: bool = False, conso
             mark = "*" if st.bad_epochs == 0 else " "
             console.print(
                 f"epoch {epoch:3d}{mark} train loss {train_loss:.4f} acc {train_acc:.3f} | val loss {val_loss:.4f} "
-                f"acc {row['val_accuracy']:.3f} auc {row['val_auc']:.3f} | lr {lr:.2e} | {row['seconds']:.1f}s"
+                f"acc {row['val_accuracy']:.3f} auc {row['val_auc']:.3f} look-alike auc {row['val_lookalike_auc']:.3f} | lr {lr:.2e} | {row['seconds']:.1f}s"
             )
     if st.done and st.bad_epochs >= cfg.patience:
         console.print(f"early stop: no better {cfg.monitor} for {cfg.patience} epochs")
@@ -383,107 +403,3 @@ def load_model(saved: dict[str, Any]) -> tuple[TrainConfig, SiameseNet]:
     except (RuntimeError, KeyError, TypeError) as exc:
         raise FaceverifyError(f"checkpoint weights do not fit preset {cfg.preset}: {first_line(exc)}") from None
     return cfg, model.eval()
-
-
-def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess, device: torch.device) -> bool:
-    """Refit a cosine head's scale and bias on validation pairs (people training never saw); False for other heads."""
-    if not isinstance(model.head, CosineHead):
-        return False
-    rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
-    emb = embed_rows(model, bank, rows, spec, device)
-    n = len(pairs)
-    fit_head(model.head, emb[inverse[:n]], emb[inverse[n:]], torch.from_numpy(pairs.labels).to(emb.device))
-    return True
-
-
-def fit_head(head: CosineHead, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> None:
-    """Logistic regression of "same" on the pairs' cosines: the head's scale and bias, fitted from a fixed start
-    (a convex fit, so the start only matters for speed; best.pt's head may be calibrated already)."""
-    head.restart()
-    optimizer = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(head(a, b), labels) + 1e-4 * head.scale**2  # finite if separable
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-
-
-CALIBRATED_RULE = ("probability 0.5 of the head calibrated on the validation pairs (the decision for equally likely "
-                   "classes; it held out better than the accuracy-maximising threshold: python -m train.validate "
-                   "--threshold-rules)")
-ARGMAX_RULE = "accuracy-maximising threshold on the validation pairs"
-
-
-def decision_threshold(probs: np.ndarray, labels: np.ndarray, calibrated: bool) -> tuple[float, str]:
-    """The stored threshold and its rule: 0.5 for a head calibrated on these validation pairs, whose probability
-    is then fitted to them as a whole; otherwise (an uncalibrated head) the accuracy-maximising threshold."""
-    if calibrated:
-        return 0.5, CALIBRATED_RULE
-    return metrics.best_threshold(probs, labels), ARGMAX_RULE
-
-
-def faces_summary(cfg: TrainConfig, bank: ImageBank) -> dict[str, Any]:
-    """How the run's images became pixels, and which of them had no face found (read with the fixed centre crop)."""
-    return {"mode": cfg.faces, "images": len(bank.paths), "no_face": len(bank.no_face), "no_face_images": bank.no_face}
-
-
-def validation_summary(probs: np.ndarray, loss: float, pairs: PairSet, threshold: float) -> dict[str, Any]:
-    """The validation figures at the chosen threshold, with standard errors."""
-    report = metrics.report(probs, pairs.labels, threshold).as_dict()
-    return {"loss": loss, **report, **validation_se(report["accuracy"], report["roc_auc"], pairs)}
-
-
-def lookalike_summary(model: SiameseNet, bank: ImageBank, val: PairSet, spec: Preprocess, device: torch.device,
-                      threshold: float) -> dict[str, Any]:
-    """Figures at `threshold` on look-alike strangers among the validation people, beside the same same-person
-    pairs (train/lookalike.py): what the threshold does for people who resemble each other."""
-    alike = lookalike_set(bank, val)
-    probs, _ = pair_probabilities(model, bank, alike, spec, device)
-    return asdict(figures(probs, alike.labels > 0.5, threshold))
-
-
-def finalize(run_dir: Path, data: Data, world_size: int = 1) -> dict[str, Any]:
-    """Calibrate and choose the threshold on validation; store both in best.pt and summary.json (rank 0 only
-    under torchrun, which trained on `world_size` processes).
-
-    DevTest is scored (once, at that threshold) only when `data` holds it (`python -m train --report-test`).
-    """
-    best_path = run_dir / BEST
-    saved = checkpoint.load(best_path)
-    cfg, model = load_model(saved)
-    device = pick_device()
-    model.to(device)
-    calibrated = calibrate_head(model, data.bank, data.val, cfg.preprocess, device)
-    if calibrated:
-        saved["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    val_probs, val_loss = pair_probabilities(model, data.bank, data.val, cfg.preprocess, device)
-    threshold, rule = decision_threshold(val_probs, data.val.labels, calibrated)
-    history = checkpoint.load(run_dir / LAST)["history"]
-    summary = {
-        "preset": cfg.preset,
-        "protocol": cfg.protocol,
-        "epoch": saved["epoch"],
-        "epochs_run": len(history),
-        "seconds": sum(r["seconds"] for r in history),
-        "train_loss": history[saved["epoch"] - 1]["train_loss"],
-        "threshold": threshold,
-        "threshold_rule": rule,
-        "validation": validation_summary(val_probs, val_loss, data.val, threshold),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-        "world_size": world_size,
-        "faces": faces_summary(cfg, data.bank),
-    }
-    summary["lookalike"] = lookalike_summary(model, data.bank, data.val, cfg.preprocess, device, threshold)
-    test_probs = None
-    if data.test is not None:
-        test_probs, test_loss = pair_probabilities(model, data.bank, data.test, cfg.preprocess, device)
-        summary["test"] = {"loss": test_loss, **metrics.report(test_probs, data.test.labels, threshold).as_dict()}
-    saved.update(threshold=threshold, summary=summary)
-    checkpoint.save(saved, best_path)
-    checkpoint.save_json(summary, run_dir / "summary.json")
-    return {"summary": summary, "val_probs": val_probs, "test_probs": test_probs}

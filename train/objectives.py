@@ -123,8 +123,16 @@ class IdentityObjective(Objective):
     def batches(self, gen: torch.Generator) -> Iterator[np.ndarray]:
         cfg = self.cfg
         return identity_batches(
-            self.identities.labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch
+            self.identities.labels, cfg.identities_per_batch, cfg.images_per_identity, gen, cfg.singletons_per_batch,
+            cfg.neighbours, self.class_vectors() if cfg.neighbours else None,
         )
+
+    def class_vectors(self) -> np.ndarray:
+        """Each training person's CosFace class weights as one unit vector (every branch's, side by side): where
+        the network places them now, for `neighbours` batches."""
+        with torch.no_grad():
+            parts = [F.normalize(c.weight.float(), dim=1) for c in self.cosface]
+            return torch.cat(parts, dim=1).cpu().numpy()
 
     def images(self, rows: np.ndarray) -> np.ndarray:
         return self.identities.rows[rows]

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from verify_cli.cli.options import DataRootOption
 from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.lfw import Pair, person_of, resolve_data_root
 from verify_cli.outputs import write_atomic
@@ -60,24 +61,15 @@ def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None, p
     `pairs_out` also receives the validation pairs as a View 1 file."""
     import torch
 
-    from train.loop import (
-        calibrate_head,
-        decision_threshold,
-        lookalike_summary,
-        pair_probabilities,
-        validation_summary,
-    )
+    from train.summary import calibrate_and_choose
 
     cfg, model, _, bank, pairs = _validation(checkpoint_path, data_root, pairs_out)
     if flip is not None:
         model.flip_average = flip
-    device = torch.device("cpu")
-    calibrated = calibrate_head(model, bank, pairs, cfg.preprocess, device)
-    probs, loss = pair_probabilities(model, bank, pairs, cfg.preprocess, device)
-    threshold, _ = decision_threshold(probs, pairs.labels, calibrated)
+    _, chosen = calibrate_and_choose(cfg, model, bank, pairs, torch.device("cpu"))
+    figures = chosen.summary(pairs)
     return {"preset": cfg.preset, "seed": cfg.seed, "flip_average": model.flip_average,
-            **validation_summary(probs, loss, pairs, threshold),
-            "lookalike": lookalike_summary(model, bank, pairs, cfg.preprocess, device, threshold)}
+            "threshold_rule": chosen.rule, **figures["validation"], "lookalike": figures["lookalike"]}
 
 
 def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100) -> dict:
@@ -88,7 +80,8 @@ def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100)
     import torch
 
     from models.heads import CosineHead
-    from train.loop import ARGMAX_RULE, CALIBRATED_RULE, embed_rows, fit_head
+    from train.calibration import ARGMAX_RULE, CALIBRATED_RULE, fit_head
+    from train.loop import embed_rows
     from verify_cli import metrics
 
     cfg, model, val, bank, pairs = _validation(checkpoint_path, data_root)
@@ -126,8 +119,7 @@ def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100)
 @app.command()
 def main(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A run's best.pt.")],
-    data_root: Annotated[Path | None, typer.Option(help="LFW data root \\[default: $FACEVERIFY_DATA, else "
-                                                        "./data/lfw].", show_default=False)] = None,
+    data_root: DataRootOption = None,
     no_flip: Annotated[bool, typer.Option("--no-flip", help="Embed without mirror averaging.")] = False,
     pairs_out: Annotated[Path | None, typer.Option(help="Write the validation pairs as an LFW View 1 file.")] = None,
     rules: Annotated[bool, typer.Option("--threshold-rules", help="Instead, compare the threshold rules on random "

@@ -94,18 +94,22 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float | No
     return float(tpr[ok].max())
 
 
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold with the highest accuracy (midpoint between neighbouring scores; ties: the middle one).
+def best_threshold(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The threshold with the highest accuracy, each pair counting its weight (1 by default); the midpoint between
+    neighbouring scores; ties: the middle one.
 
     One sweep over the sorted distinct scores: candidate k decides "same" for the scores from the k-th
     distinct value up, so its correct count is the positives at or above it plus the negatives below it.
     """
     scores, labels = _check(scores, labels)
+    w = np.ones(scores.size) if weights is None else np.asarray(weights, np.float64)
     s, inverse = np.unique(scores, return_inverse=True)
     candidates = np.r_[s[0] - 1e-6, (s[:-1] + s[1:]) / 2, s[-1] + 1e-6]
-    pos_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=labels, minlength=s.size))]
-    neg_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=~labels, minlength=s.size))]
-    correct = (pos_below[-1] - pos_below) + neg_below  # exact integers, held in float64
+    pos_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=w * labels, minlength=s.size))]
+    neg_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=w * ~labels, minlength=s.size))]
+    correct = (pos_below[-1] - pos_below) + neg_below  # exact integers when unweighted, held in float64
+    if weights is not None:
+        correct = np.round(correct, 12)  # equal weighted sums reached in another order tie, as exact ones do
     best = np.flatnonzero(correct == correct.max())
     return float(candidates[best[len(best) // 2]])
 

@@ -35,6 +35,9 @@ class Precision(str, enum.Enum):
     int8 = "int8"
 
 
+# the LFW data root of the build-time tools (train, export, bench); resolved by verify_cli.lfw.resolve_data_root
+DataRootOption = Annotated[Path | None, typer.Option(
+    help="LFW data root \\[default: $FACEVERIFY_DATA, else ./data/lfw].", show_default=False)]
 ModelOption = Annotated[
     Path | None,
     typer.Option("--model", "-m", help="ONNX model file \\[default: the model bundled with faceverify].",
