@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from helpers import REPO, invoke
 
-from train.lookalike import BINS, GRID, UNIFORM, lbp_descriptors, lookalike_pairs, measure, plot_tradeoff
+from train.calibration import MIXED_RULE, mixed_threshold
+from train.lookalike import BINS, GRID, UNIFORM, figures, lbp_descriptors, lookalike_pairs, plot_tradeoff, scored
 from verify_cli import modelmeta
+from verify_cli.errors import FaceverifyError
 from verify_cli.runtime import Model
 
 BUNDLED = REPO / "verify_cli" / "assets" / "faceverify.onnx"
@@ -47,20 +49,50 @@ def test_each_person_pairs_with_the_most_alike_stranger_once() -> None:
     assert len(lookalike_pairs(images, vectors, 1)) == 1  # most alike first
 
 
+@pytest.fixture(scope="module")
+def bundled_scores(data_root: Path) -> tuple[float, dict]:
+    """The bundled model's stored threshold and its scores on random and look-alike validation pairs."""
+    return scored(BUNDLED, data_root)
+
+
 @pytest.mark.slow
-def test_lookalike_strangers_are_harder_than_random_ones(data_root: Path) -> None:
-    found = measure(BUNDLED, data_root)
+def test_lookalike_strangers_are_harder_than_random_ones(bundled_scores: tuple[float, dict]) -> None:
+    threshold, scores = bundled_scores
+    found = {name: figures(p, y, threshold) for name, (p, y) in scores.items()}
     random, alike = found["random"], found["lookalike"]
     assert random.pairs == 4126 and alike.same_pairs == random.same_pairs and alike.different_pairs > 300
     assert alike.far > random.far + 5 * alike.far_se and alike.roc_auc < random.roc_auc - 5 * alike.roc_auc_se
     assert alike.tar == random.tar  # the same same-person pairs
     # the bundled model carries these figures (its operating point), and info shows them
     stored = json.loads(Model(BUNDLED, "cpu").info.props[modelmeta.K_OPERATING])
-    assert stored["threshold"] == 0.5 and "LBP" in stored["lookalike_rule"]
+    assert stored["threshold"] == threshold and "LBP" in stored["lookalike_rule"]
     for name, measured in found.items():
         assert stored[name] == pytest.approx(asdict(measured), rel=1e-6), name
     shown = invoke("info", "--precision", "fp32").stdout
     assert "operating point" in shown and f"FAR {alike.far:.1%}" in shown
+
+
+@pytest.mark.slow
+def test_the_bundled_threshold_follows_the_mixed_rule_and_rethresholding_repeats_it(
+        bundled_scores: tuple[float, dict], data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from export import threshold as rethreshold_module
+
+    threshold, scores = bundled_scores
+    (probs, same), (alike_probs, alike_same) = scores["random"], scores["lookalike"]
+    assert threshold == mixed_threshold(probs, same, alike_probs[~alike_same])
+    props = Model(BUNDLED, "cpu").info.props
+    assert props[modelmeta.K_THRESHOLD_RULE].startswith(MIXED_RULE)
+    before = BUNDLED.read_bytes()
+    monkeypatch.setattr(rethreshold_module, "scored", lambda *_: bundled_scores)  # measured once, above
+    out = tmp_path / "again.onnx"
+    changes = rethreshold_module.rethreshold(BUNDLED, data_root, out)
+    assert BUNDLED.read_bytes() == before  # the original is never modified
+    again = Model(out, "cpu").info.props
+    for key in (modelmeta.K_THRESHOLD, modelmeta.K_THRESHOLD_RULE, modelmeta.K_OPERATING):
+        assert key in changes and again[key] == props[key], key  # the bundled model already follows the rule
+    assert json.loads(again[modelmeta.K_VALIDATION]) == pytest.approx(json.loads(props[modelmeta.K_VALIDATION]))
+    with pytest.raises(FaceverifyError, match="never modified"):
+        rethreshold_module.rethreshold(BUNDLED, data_root, BUNDLED)
 
 
 def test_tradeoff_plot_is_written_whole(tmp_path: Path) -> None:
