@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.heads import CosineHead, L1Head
-from models.towers import KochTower, PatchTower, PlainTower, ResNetTower, koch_side
+from models.towers import KochTower, PatchTower, PlainTower, koch_side
 from models.typed_config import Rules, check_fields
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
@@ -26,12 +26,11 @@ class ModelConfig:
     The input (channels and size) is not here: it is the preprocessing's, and `build_model` takes it from there.
     """
 
-    tower: Literal["koch", "resnet", "plain"] = "koch"  # Koch et al. and the report's variants, a residual or a plain tower
+    tower: Literal["koch", "plain"] = "koch"  # Koch et al. and the report's variants, or a plain (VGG-style) tower
     channels: tuple[int, ...] = (64, 128, 128, 256)
     kernels: tuple[int, ...] = (10, 7, 4, 4)  # koch only
     pools: tuple[bool, ...] = (True, True, True, False)  # koch only
-    blocks: tuple[int, ...] = ()  # resnet: residual blocks per stage; plain: 3x3 convolutions per stage
-    pooling: Literal["avg", "flatten"] = "avg"  # resnet only: global average, or every position of the last map
+    blocks: tuple[int, ...] = ()  # plain only: 3x3 convolutions per stage
     batchnorm: bool = True
     dropout: float = 0.0
     embedding: int = 4096
@@ -56,7 +55,7 @@ class ModelConfig:
         check_fields(self, "model.", self.RULES)
         if self.tower == "koch" and not len(self.channels) == len(self.kernels) == len(self.pools):
             self._mismatch("channels, kernels and pools need one entry per layer")
-        if self.tower != "koch" and (len(self.blocks) != len(self.channels) or not _positive(self.blocks)):
+        if self.tower == "plain" and (len(self.blocks) != len(self.channels) or not _positive(self.blocks)):
             self._mismatch("blocks needs one count >= 1 per stage of channels")
         if self.patches and (self.head != "cosine" or self.patch_size < 1 or self.embedding % len(self.patches)):
             self._mismatch(f"patches {self.patches} need the cosine head, a patch_size >= 1 and an embedding that "
@@ -127,9 +126,7 @@ def _tower(cfg: ModelConfig, channels: int, size: int, embedding: int) -> nn.Mod
     """The configured tower family for `channels` x `size` x `size` inputs and an `embedding`-wide output."""
     if cfg.tower == "koch":
         return KochTower(channels, size, cfg.channels, cfg.kernels, cfg.pools, cfg.batchnorm, cfg.dropout, embedding)
-    if cfg.tower == "plain":
-        return PlainTower(channels, cfg.channels, cfg.blocks, embedding, cfg.dropout, size)
-    return ResNetTower(channels, cfg.channels, cfg.blocks, embedding, cfg.dropout, cfg.pooling, size)
+    return PlainTower(channels, cfg.channels, cfg.blocks, embedding, cfg.dropout, size)
 
 
 def build_model(cfg: ModelConfig, spec: Preprocess) -> SiameseNet:

@@ -67,67 +67,6 @@ class KochTower(nn.Module):
         return self.linear1(torch.flatten(x, 1))
 
 
-class BasicBlock(nn.Module):
-    """Residual block: two 3x3 convolutions with BatchNorm, a projection shortcut when the shape changes."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
-
-
-class ResNetTower(nn.Module):
-    """A small residual tower for a small data set: stem, strided stages, then a linear embedding.
-
-    `pooling` decides what the embedding sees: "avg" averages the last feature map over space; "flatten"
-    keeps every position (BatchNorm, dropout, flatten, linear: ArcFace's output layer "E"), which suits
-    aligned faces, where a position in the map is a position on the face.
-    """
-
-    def __init__(
-        self, in_channels: int, channels: tuple[int, ...], blocks: tuple[int, ...], embedding: int, dropout: float,
-        pooling: str = "avg", input_size: int = 0,
-    ) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)
-        )
-        stages, cin = [], channels[0]
-        for cout, count in zip(channels, blocks, strict=True):
-            stages.extend(BasicBlock(cin if i == 0 else cout, cout, 2 if i == 0 else 1) for i in range(count))
-            cin = cout
-        self.stages = nn.Sequential(*stages)
-        if pooling == "avg":
-            self.pool: nn.Module = nn.AdaptiveAvgPool2d(1)
-            features = cin
-        elif pooling == "flatten":
-            side = input_size
-            for _ in channels:
-                side = (side - 1) // 2 + 1  # a stride-2 3x3 convolution with padding 1
-            self.pool = nn.BatchNorm2d(cin)
-            features = cin * side * side
-        else:
-            raise ValueError(f"unknown pooling {pooling!r}")
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.embed = nn.Linear(features, embedding, bias=False)
-        self.bn = nn.BatchNorm1d(embedding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stages(self.stem(x)))
-        return self.bn(self.embed(self.drop(x).flatten(1)))
-
-
 class PlainTower(nn.Module):
     """A plain (VGG-style) tower: per stage, 3x3 convolutions with BatchNorm and ReLU at full resolution, then a
     2x2 max-pool between stages; the last map flattened (BatchNorm, dropout) into a linear embedding with BatchNorm.

@@ -24,21 +24,11 @@ from verify_cli.preprocess import Preprocess
 LITERALS = [(cls, f.name) for cls in (TrainConfig, ModelConfig) for f in fields(cls)
             if get_origin(hints(cls)[f.name]) is Literal]
 
-# what `TrainConfig.as_dict()` of fv-flat-50 wrote before input size and input channels were retired (and before
-# flip_average, retired once at False, came back as a field)
-OLD_FV_FLAT_50 = {
-    "preset": "fv-flat-50",
-    "model": {"tower": "resnet", "channels": [32, 64, 128, 256], "kernels": [10, 7, 4, 4],
-              "pools": [True, True, True, False], "blocks": [1, 1, 1, 1], "pooling": "flatten", "batchnorm": True,
-              "dropout": 0.4, "embedding": 128, "head": "cosine", "input_size": 80, "input_channels": 3,
-              "init": "torch", "flip_average": False},
-    "preprocess": {"size": 80, "channels": 3, "crop": 0.55, "mean": 0.5, "std": 0.5},
-    "protocol": "unrestricted", "optimizer": "adamw", "lr": 0.002, "momentum": 0.5, "weight_decay": 0.05,
-    "lr_decay": 0.99, "schedule": "cosine", "batch_size": 32, "max_epochs": 50, "patience": 15, "monitor": "val_auc",
-    "val_fraction": 0.1, "augment": True, "color": 0.0, "seed": 0, "identities_per_batch": 32,
-    "images_per_identity": 4, "singletons_per_batch": 0, "margin": 0.35, "margin_scale": 30.0,
-    "description": "fv-flat with a 50-epoch cosine schedule",
-}
+
+def _written_before_pooling_left(name: str) -> dict:
+    """What `TrainConfig.as_dict()` of a preset wrote while ModelConfig still had `pooling` (always "avg")."""
+    data = PRESETS[name].as_dict()
+    return {**data, "model": {**data["model"], "pooling": "avg"}}
 
 
 def _make(cls: type, **values: object) -> object:
@@ -54,13 +44,13 @@ def test_a_value_outside_a_closed_set_names_the_field_and_every_allowed_value(cl
     message = error.value.message
     assert f"{name} '{allowed[0]}x'" in message and all(repr(a) in message for a in allowed), message
     for value in allowed:  # and every allowed one is accepted
-        _make(cls, **{name: value}, **({"blocks": (1, 1, 1, 1)} if value in ("resnet", "plain") else {}))
+        _make(cls, **{name: value}, **({"blocks": (1, 1, 1, 1)} if value == "plain" else {}))
 
 
 def test_the_closed_sets_are_the_ones_the_code_handles() -> None:
     assert get_args(Protocol) == ("restricted", "unrestricted") and set(OBJECTIVES) == set(get_args(Protocol))
-    assert {n for _, n in LITERALS} == {"protocol", "optimizer", "schedule", "monitor", "tower", "pooling", "head",
-                                        "init", "faces", "precision"}
+    assert {n for _, n in LITERALS} == {"protocol", "optimizer", "schedule", "monitor", "tower", "head", "init",
+                                        "faces", "precision"}
     assert get_args(Faces) == ("funneled", "aligned")
 
 
@@ -89,7 +79,7 @@ def test_train_config_ranges_and_types(field: str, value: object, words: str) ->
     ({"channels": ()}, "model.channels () must be one or more widths >= 1"),
     ({"channels": (32, "64")}, "item '64' must be an integer"),
     ({"channels": (32, 64)}, "channels, kernels and pools need one entry per layer"),
-    ({"tower": "resnet"}, "blocks needs one count >= 1 per stage"),
+    ({"tower": "plain"}, "blocks needs one count >= 1 per stage"),
 ])
 def test_model_config_ranges_and_shapes(changes: dict, words: str) -> None:
     with pytest.raises(FaceverifyError) as error:
@@ -103,8 +93,9 @@ def test_every_preset_round_trips_through_a_checkpoint_dictionary(name: str) -> 
     assert TrainConfig.from_dict(cfg.as_dict()) == cfg
 
 
-def test_a_checkpoint_written_before_the_retired_fields_still_loads() -> None:
-    assert TrainConfig.from_dict(OLD_FV_FLAT_50) == get_preset("fv-flat-50")
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_checkpoint_written_before_the_retired_field_still_loads(name: str) -> None:
+    assert TrainConfig.from_dict(_written_before_pooling_left(name)) == PRESETS[name]
 
 
 def test_the_bundled_models_training_config_loads_as_the_default_preset() -> None:
@@ -115,13 +106,14 @@ def test_the_bundled_models_training_config_loads_as_the_default_preset() -> Non
     assert replace(TrainConfig.from_dict(written), precision="auto") == get_preset("default")
 
 
-@pytest.mark.parametrize(("key", "value", "words"), [
-    ("input_size", 64, ("model.input_size=64 can no longer be loaded (the input size is stored once, as "
-     "preprocess.size; only 80 is accepted)")),
-    ("input_channels", 1, "only 3 is accepted"),
+@pytest.mark.parametrize(("value", "words"), [
+    ("flatten", ("model.pooling='flatten' can no longer be loaded (only the retired residual tower read it; only "
+                 "'avg' is accepted)")),
+    ("max", "only 'avg' is accepted"),
 ])
-def test_a_retired_field_loads_only_at_the_value_it_is_bound_to(key: str, value: object, words: str) -> None:
-    old = {**OLD_FV_FLAT_50, "model": {**OLD_FV_FLAT_50["model"], key: value}}
+def test_a_retired_field_loads_only_at_the_value_it_is_bound_to(value: object, words: str) -> None:
+    old = _written_before_pooling_left("fv-plain")
+    old["model"]["pooling"] = value
     with pytest.raises(FaceverifyError) as error:
         TrainConfig.from_dict(old)
     assert words in error.value.message
@@ -137,7 +129,7 @@ def test_an_unknown_checkpoint_key_is_one_clear_error(where: str, words: str) ->
     if where == "top":
         data["schedul"] = "cosine"  # a renamed field must not fall back to its default silently
     elif where == "model":
-        data["model"]["towr"] = "resnet"
+        data["model"]["towr"] = "plain"
     else:
         data["preprocess"]["mode"] = "L"
     with pytest.raises(FaceverifyError) as error:
@@ -176,10 +168,9 @@ def test_each_preset_is_its_parent_with_its_row_changes() -> None:
                 assert got[key] == value, (row.name, key)
 
 
-def test_report_presets_keep_the_reports_input_and_ours_rgb() -> None:
+def test_report_presets_keep_the_reports_input() -> None:
     assert all(PRESETS[f"exp{n}"].preprocess == Preprocess() for n in range(1, 11))  # 105x105 grayscale
     assert get_preset("default") is PRESETS[DEFAULT_PRESET]
-    assert (PRESETS["fv-flat-50"].preprocess.size, PRESETS["fv-flat-50"].preprocess.channels) == (80, 3)
     with pytest.raises(FaceverifyError, match="unknown preset 'exp11'; choose one of exp1, exp2"):
         get_preset("exp11")
 
@@ -202,7 +193,8 @@ def test_overrides_are_parsed_by_field_type_and_checked() -> None:
     ("lr=fast", "--set lr=fast: the value must be a number"),
     ("batch_size=3.5", "must be an integer"),
     ("augment=maybe", "must be true or false"),
-    ("model.towr=resnet", "unknown configuration key 'model.towr' (model has no 'towr')"),
+    ("model.towr=plain", "unknown configuration key 'model.towr' (model has no 'towr')"),
+    ("model.pooling=avg", "unknown configuration key 'model.pooling' (model has no 'pooling')"),
     ("modle.dropout=0.1", "unknown configuration key 'modle.dropout'"),
     ("lr.x=1", "unknown configuration key 'lr.x' (lr has no 'x')"),
     ("model=koch", "'model' is a group of settings"),
@@ -237,4 +229,4 @@ def test_list_presets_shows_every_preset_its_parent_and_its_changes() -> None:
         first = next(line for line in lines if line.startswith(f"│ {row.name} "))
         assert f"│ {row.parent or 'defaults'} " in first, first
     assert f"{DEFAULT_PRESET} (default)" in result.stdout
-    assert "model.pooling=flatten" in result.stdout and "model.pools=true,true,false" in result.stdout
+    assert "model.patches=1.0,0.8" in result.stdout and "model.pools=true,true,false" in result.stdout

@@ -54,18 +54,6 @@ def test_every_preset_runs_and_round_trips(name: str) -> None:
         assert torch.allclose(logits, model(x.flip(0), x), atol=1e-5)  # the head is symmetric
 
 
-@pytest.mark.parametrize("size", [80, 70, 64])
-def test_flatten_pooling_keeps_every_position(size: int) -> None:
-    cfg = PRESETS["fv-flat"].model
-    tower = build_model(cfg, replace(PRESETS["fv-flat"].preprocess, size=size)).tower.eval()
-    side = size
-    for _ in cfg.channels:
-        side = (side + 1) // 2
-    assert tower.embed.in_features == cfg.channels[-1] * side * side  # one weight per position and channel
-    with torch.no_grad():
-        assert tower(torch.rand(2, 3, size, size)).shape == (2, cfg.embedding)
-
-
 def test_plain_tower_keeps_full_resolution_until_each_pool() -> None:
     cfg = PRESETS["fv-plain"]
     tower = build_model(cfg.model, cfg.preprocess).tower

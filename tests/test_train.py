@@ -125,6 +125,18 @@ def test_resume_repeats_an_unbroken_run(data_root: Path, tmp_path: Path, preset:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), "bit-identical weights"
 
 
+@pytest.mark.parametrize("branches", [1, 2])
+def test_a_last_checkpoint_written_before_the_objective_key_still_restores_its_objective(branches: int) -> None:
+    written = torch.nn.ModuleList(CosFace(4, 3, 0.35, 30.0) for _ in range(branches))
+    old = written.state_dict()  # as a run wrote it under "identity_loss": one tower's CosFace weight as "weight"
+    old = {"weight": old["0.weight"]} if branches == 1 else old
+    restored = torch.nn.ModuleList(CosFace(4, 3, 0.35, 30.0) for _ in range(branches))
+    restored.load_state_dict(loop.objective_state({"identity_loss": old}))
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(written, restored, strict=True))
+    assert loop.objective_state({"identity_loss": {}}) == {}  # the pairs objective keeps nothing
+    assert loop.objective_state({"objective": old, "identity_loss": {}}) is old
+
+
 @pytest.mark.slow
 def test_with_ema_the_moving_average_is_validated_and_kept(data_root: Path, tmp_path: Path) -> None:
     run("fv-plain", data_root, tmp_path, resume=False, epochs=1, seed=0, dry_run=True, threads=0,
@@ -207,8 +219,8 @@ def test_default_preset_trains_on_identities_with_cosface_and_pair_loss(default_
     last = torch.load(default_run["run_dir"] / "last.pt", weights_only=True)
     assert last["config"]["preset"] == DEFAULT_PRESET and last["config"]["protocol"] == "unrestricted"
     branches = max(1, len(cfg.model.patches))  # one CosFace per branch of a patch tower, on its part of the embedding
-    state = last["identity_loss"]
-    for cosface in [state["weight"]] if branches == 1 else [state[f"{k}.weight"] for k in range(branches)]:
+    state = last["objective"]
+    for cosface in [state[f"{k}.weight"] for k in range(branches)]:
         # one CosFace class per training person, trained with the network
         assert cosface.shape == (len(people), cfg.model.embedding // branches) and torch.isfinite(cosface).all()
     assert default_run["batches"] and all(np.isfinite(default_run["losses"]))

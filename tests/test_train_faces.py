@@ -1,6 +1,6 @@
 """Training reads faces as serving does when asked (TrainConfig.faces="aligned"): the one reading function against
 the face pipeline and the fixed crop, the fixed crop standing in for an image without a face, and a whole
---dry-run of fv-flat-50-aligned trained and exported with parity on real LFW pairs."""
+--dry-run of fv-plain reading aligned faces (as an image folder trains) exported with parity on real LFW pairs."""
 
 from __future__ import annotations
 
@@ -20,16 +20,12 @@ from verify_cli.faces.pipeline import FacePipeline
 from verify_cli.lfw import LFWRoot
 from verify_cli.preprocess import load_prepared, prepare
 
-ALIGNED = get_preset("fv-flat-50-aligned")
+ALIGNED = with_overrides(get_preset("fv-plain"), {"faces": "aligned"})
 
 
-def test_aligned_preset_is_fv_flat_50_reading_aligned_faces() -> None:
-    base = get_preset("fv-flat-50")
+def test_faces_are_funneled_unless_asked_and_a_checkpoint_before_the_field_loads() -> None:
+    base = get_preset("fv-plain")
     assert base.faces == "funneled" and get_preset("default").faces == "funneled"
-    assert ALIGNED.faces == "aligned"
-    assert {k: v for k, v in ALIGNED.as_dict().items() if k not in ("preset", "description", "faces")} == {
-        k: v for k, v in base.as_dict().items() if k not in ("preset", "description", "faces")
-    }
     old = {k: v for k, v in base.as_dict().items() if k != "faces"}  # a checkpoint written before the field
     assert TrainConfig.from_dict(old) == base
     with pytest.raises(FaceverifyError, match=r"faces 'detected' is not one of 'funneled', 'aligned'"):
@@ -44,7 +40,7 @@ def test_lfw_pixels_are_the_serving_pipeline_or_the_fixed_crop(lfw_images: list[
         assert not missed and np.array_equal(aligned, prepare(pipeline.align_file(path).image, spec))
         funneled, missed = lfw_pixels(path, spec, "funneled")
         assert not missed and np.array_equal(funneled, load_prepared(path, spec))
-        assert aligned.shape == funneled.shape == (3, 80, 80) and not np.array_equal(aligned, funneled)
+        assert aligned.shape == funneled.shape == (1, 64, 64) and not np.array_equal(aligned, funneled)
 
 
 def test_an_image_without_a_face_falls_back_to_the_fixed_crop_and_is_counted(tmp_path: Path) -> None:
@@ -74,7 +70,8 @@ def test_aligned_dry_run_trains_and_exports_with_parity(data_root: Path, tmp_pat
     from verify_cli import modelmeta
 
     run_dir = tmp_path / "run"
-    run("fv-flat-50-aligned", data_root, run_dir, resume=False, epochs=1, seed=None, dry_run=True, threads=0)
+    run("fv-plain", data_root, run_dir, resume=False, epochs=1, seed=None, dry_run=True, threads=0,
+        overrides=["faces=aligned"])
     summary = json.loads((run_dir / "summary.json").read_text())
     faces = summary["faces"]
     assert faces["mode"] == "aligned" and faces["images"] > 0 and faces["no_face"] == len(faces["no_face_images"])

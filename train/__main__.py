@@ -32,7 +32,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 @app.command()
 def main(
-    preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-resnet ... (--list-presets).")]
+    preset: Annotated[str, typer.Option(help="Preset name: default, exp1 ... exp10, fv-plain, fv-patches (--list-presets).")]
     = "default",
     data_root: DataRootOption = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder \\[default: runs/PRESET].")] = None,

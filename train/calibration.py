@@ -30,14 +30,12 @@ MIXED_WEIGHTS = (0.5, 0.25, 0.25)
 
 def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess, device: torch.device) -> bool:
     """Refit a cosine head's scale and bias on validation pairs (people training never saw); False for other heads."""
-    from train.loop import embed_rows
+    from train.loop import pair_embeddings
 
     if not isinstance(model.head, CosineHead):
         return False
-    rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
-    emb = embed_rows(model, bank, rows, spec, device)
-    n = len(pairs)
-    fit_head(model.head, emb[inverse[:n]], emb[inverse[n:]], torch.from_numpy(pairs.labels).to(emb.device))
+    [(a, b)] = pair_embeddings(model, bank, [pairs], spec, device)
+    fit_head(model.head, a, b, torch.from_numpy(pairs.labels).to(a.device))
     return True
 
 

@@ -82,17 +82,27 @@ def embed_rows(model: SiameseNet, bank: ImageBank, rows: np.ndarray, spec: Prepr
 
 
 @torch.no_grad()
-def set_probabilities(model: SiameseNet, bank: ImageBank, sets: list[PairSet], spec: Preprocess,
-                      device: torch.device, precision: str = "fp32") -> list[tuple[np.ndarray, float]]:
-    """For each set of pairs, the probability of "same" of each pair and the mean BCE loss; every distinct image
-    of all the sets is embedded once."""
+def pair_embeddings(model: SiameseNet, bank: ImageBank, sets: list[PairSet], spec: Preprocess, device: torch.device,
+                    precision: str = "fp32") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each set of pairs, the embeddings of its left and of its right images; every distinct image of all the
+    sets is embedded once."""
     rows, inverse = np.unique(np.concatenate([side for p in sets for side in (p.left, p.right)]), return_inverse=True)
     emb = embed_rows(model, bank, rows, spec, device, precision=precision)
     out, start = [], 0
     for pairs in sets:
         n = len(pairs)
-        logits = model.score(emb[inverse[start : start + n]], emb[inverse[start + n : start + 2 * n]])
+        out.append((emb[inverse[start : start + n]], emb[inverse[start + n : start + 2 * n]]))
         start += 2 * n
+    return out
+
+
+@torch.no_grad()
+def set_probabilities(model: SiameseNet, bank: ImageBank, sets: list[PairSet], spec: Preprocess,
+                      device: torch.device, precision: str = "fp32") -> list[tuple[np.ndarray, float]]:
+    """For each set of pairs, the probability of "same" of each pair and the mean BCE loss (`pair_embeddings`)."""
+    out = []
+    for pairs, (a, b) in zip(sets, pair_embeddings(model, bank, sets, spec, device, precision), strict=True):
+        logits = model.score(a, b)
         labels = torch.from_numpy(pairs.labels).to(logits.device)
         loss = float(F.binary_cross_entropy_with_logits(logits, labels))
         out.append((torch.sigmoid(logits).double().cpu().numpy(), loss))
@@ -182,12 +192,20 @@ def _state_dict(cfg: TrainConfig, st: State) -> dict[str, Any]:
         "ema": st.ema.state_dict() if st.ema is not None else None,
         "optimizer": st.optimizer.state_dict(),
         "scheduler": st.scheduler.state_dict(),
-        "identity_loss": st.objective.state_dict(),
+        "objective": st.objective.state_dict(),
         "history": st.history,
         "best": st.best,
         "bad_epochs": st.bad_epochs,
         "done": st.done,
     }
+
+
+def objective_state(saved: dict[str, Any]) -> dict[str, Any]:
+    """The objective's state in a last.pt. One written before the key was "objective" (the report's experiment runs,
+    runs of fv-plain and fv-patches) holds it as "identity_loss", a one-tower run's CosFace weight as "weight"."""
+    if "objective" in saved:
+        return saved["objective"]
+    return {"0.weight" if key == "weight" else key: value for key, value in saved["identity_loss"].items()}
 
 
 def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> None:
@@ -208,7 +226,7 @@ def _restore(cfg: TrainConfig, st: State, saved: dict[str, Any], path: Path) -> 
             st.ema.load_state_dict(saved["ema"])
         st.optimizer.load_state_dict(saved["optimizer"])
         st.scheduler.load_state_dict(saved["scheduler"])
-        st.objective.load_state_dict(saved["identity_loss"])
+        st.objective.load_state_dict(objective_state(saved))
         st.history, st.best = list(saved["history"]), float(saved["best"])
         st.bad_epochs, st.done = int(saved["bad_epochs"]), bool(saved["done"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # a damaged or hand-made checkpoint

@@ -54,7 +54,7 @@ class Objective(ABC):
         """The batch's loss (to minimise) and its accuracy at probability 0.5, from the embeddings of `images(rows)`."""
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs of this objective (checkpoint key "identity_loss")."""
+        """What a resumed run needs of this objective (checkpoint key "objective")."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -146,11 +146,10 @@ class IdentityObjective(Objective):
         return total, accuracy
 
     def state_dict(self) -> dict[str, Any]:
-        state = self.cosface.state_dict()  # one tower's keys as they were before patches: "weight"
-        return {"weight": state["0.weight"]} if self.branches == 1 else state
+        return self.cosface.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cosface.load_state_dict({"0.weight": state["weight"]} if self.branches == 1 else state)
+        self.cosface.load_state_dict(state)
 
 
 OBJECTIVES: dict[Protocol, type[Objective]] = {"restricted": PairsObjective, "unrestricted": IdentityObjective}

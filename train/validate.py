@@ -81,18 +81,15 @@ def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100)
 
     from models.heads import CosineHead
     from train.calibration import ARGMAX_RULE, CALIBRATED_RULE, fit_head
-    from train.loop import embed_rows
+    from train.loop import pair_embeddings
     from verify_cli import metrics
 
     cfg, model, val, bank, pairs = _validation(checkpoint_path, data_root)
     if not isinstance(model.head, CosineHead):
         raise FaceverifyError(f"{checkpoint_path}: threshold rules compare calibrations of a cosine head; this model "
                               f"has a {type(model.head).__name__}")
-    rows, inverse = np.unique(np.concatenate([pairs.left, pairs.right]), return_inverse=True)
-    with torch.no_grad():
-        emb = embed_rows(model, bank, rows, cfg.preprocess, torch.device("cpu"))
-    n = len(pairs)
-    a, b, labels = emb[inverse[:n]], emb[inverse[n:]], torch.from_numpy(pairs.labels)
+    [(a, b)] = pair_embeddings(model, bank, [pairs], cfg.preprocess, torch.device("cpu"))
+    labels = torch.from_numpy(pairs.labels)
     left, right = np.array([person_of(p.left) for p in val]), np.array([person_of(p.right) for p in val])
     people = np.unique(np.concatenate([left, right]))
     rng = np.random.default_rng(0)
