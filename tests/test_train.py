@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +305,52 @@ def test_neighbour_batches_put_look_alike_people_together_and_each_person_in_onc
 def test_neighbours_must_divide_the_people_per_batch() -> None:
     with pytest.raises(FaceverifyError, match="must divide identities_per_batch"):
         get_preset("fv-plain").__class__(preset="x", protocol="unrestricted", identities_per_batch=6, neighbours=4)
+
+
+def test_view2_folds_train_on_the_other_folds_people_only(data_root: Path) -> None:
+    from train.config import VIEW2_FOLDS
+
+    lfw = LFWRoot.open(data_root)
+    pairs = lfw.pairs("10fold")
+    for fold in (1, VIEW2_FOLDS):
+        splits = protocol_splits(replace(get_preset("default"), view2_fold=fold), lfw)
+        assert splits.test == [p for p in pairs if p.fold == fold - 1] and len(splits.test) == 600
+        tested = {n for p in splits.test for n in p.people}
+        validating = {n for p in splits.val for n in p.people}
+        others = {n for p in pairs if p.fold != fold - 1 for n in p.people} - tested
+        assert set(splits.people) | validating == others  # every other fold's person trains or validates
+        assert not (set(splits.people) & tested) and not (validating & tested) and not (set(splits.people) & validating)
+        counts = lfw.people("all")
+        assert all(len(images) == counts[name] for name, images in splits.people.items())  # all their images
+
+
+def test_view2_table_gives_the_mean_and_its_standard_error(tmp_path: Path) -> None:
+    from train import view2
+
+    for fold, accuracy in ((1, 0.90), (2, 0.80), (4, 0.85)):
+        summary = {"threshold": 0.6, "validation": {"accuracy": 0.9}, "test": {"pairs": 600, "accuracy": accuracy,
+                                                                              "roc_auc": accuracy}}
+        (view2.fold_dir(tmp_path, fold)).mkdir()
+        (view2.fold_dir(tmp_path, fold) / "summary.json").write_text(json.dumps(summary))
+    rows = view2.fold_rows(tmp_path)
+    assert [r["fold"] for r in rows] == [1, 2, 4]
+    mean, se = view2.mean_se([r["accuracy"] for r in rows])
+    assert mean == pytest.approx(0.85) and se == pytest.approx(0.05 / math.sqrt(3))  # sd 0.05 over sqrt(3)
+    assert view2.folds_of("all") == list(range(1, 11)) and view2.folds_of("7") == [7]
+    with pytest.raises(FaceverifyError, match="--fold must be all or a fold 1..10"):
+        view2.folds_of("11")
+
+
+@pytest.mark.slow
+def test_a_view2_fold_runs_scores_its_own_pairs_and_writes_them(data_root: Path, tmp_path: Path) -> None:
+    from train import view2
+
+    view2.run_fold(3, data_root, tmp_path, threads=1, dry_run=True, overrides=[])
+    summary = json.loads((view2.fold_dir(tmp_path, 3) / "summary.json").read_text())
+    written = LFWRoot.open(data_root).pairs(str(view2.fold_dir(tmp_path, 3) / "pairs.txt"))
+    fold3 = [p for p in LFWRoot.open(data_root).pairs("10fold") if p.fold == 2]
+    assert {(p.left, p.right) for p in written} <= {(p.left, p.right) for p in fold3}
+    assert summary["test"]["pairs"] == len(written) and view2.fold_rows(tmp_path)[0]["fold"] == 3
 
 
 def test_one_cycle_steps_after_every_batch_and_ends_near_zero(data_root: Path) -> None:

@@ -80,6 +80,11 @@ def presets_table() -> Table:
     return table
 
 
+def test_name(cfg: TrainConfig) -> str:
+    """What a run's test pairs are: View 1's DevTest, or the View 2 fold it holds out."""
+    return f"View 2 fold {cfg.view2_fold}" if cfg.view2_fold else "DevTest"
+
+
 def faces_line(faces: str, no_face: int) -> str:
     """How the images were read, in words, with the count of aligned-mode images that had no face."""
     if faces == "funneled":
@@ -138,7 +143,7 @@ def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, 
     data = make_data(cfg, source, dry_run, with_test=report_test)
     say.print(f"images {len(data.bank.paths)} ({faces_line(cfg.faces, len(data.bank.no_face))}), "
                   f"validation pairs {len(data.val)}"
-                  + (f", DevTest pairs {len(data.test)}" if data.test is not None else ""))
+                  + (f", {test_name(cfg)} pairs {len(data.test)}" if data.test is not None else ""))
     history = fit(cfg, data, run_dir, resume=resume, console=say, max_epochs=epochs, ranks=ranks)
     if not ranks.main:  # rank 0 alone calibrates, reports and writes
         return
@@ -147,7 +152,7 @@ def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, 
     report.plot_curves(history, run_dir / "curves.png", OBJECTIVES[cfg.protocol].train_loss)
     curves = {"validation": (result["val_probs"], data.val.labels)}
     if data.test is not None:
-        curves["DevTest"] = (result["test_probs"], data.test.labels)
+        curves[test_name(cfg)] = (result["test_probs"], data.test.labels)
     report.plot_roc(curves, run_dir / "roc.png")
     if not dry_run and not overrides:  # the results table holds the presets as named; a --set run keeps its own
         report.add_result(run_dir.parent / "results.csv", summary)
@@ -158,7 +163,7 @@ def _run(cfg: TrainConfig, data_root: Path, run_dir: Path | None, resume: bool, 
         f"(chosen on validation) | validation acc {val['accuracy']:.3f} auc {val['roc_auc']:.3f}"
         f" | strangers accepted: random {val['fp'] / max(1, val['fp'] + val['tn']):.1%}, look-alike "
         f"{summary['lookalike']['far']:.1%}"
-        + (f" | DevTest acc {test['accuracy']:.3f} auc {test['roc_auc']:.3f}" if test else "")
+        + (f" | {test_name(cfg)} acc {test['accuracy']:.3f} auc {test['roc_auc']:.3f}" if test else "")
         + f" | {summary['seconds']:.0f}s"
     )
     if ranks.distributed:

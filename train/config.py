@@ -16,6 +16,9 @@ Protocol = Literal["restricted", "unrestricted"]  # DevTrain pairs only, or DevT
 Faces = Literal["funneled", "aligned"]  # LFW's deep-funneled crop, or each face found and aligned as serving does
 
 
+VIEW2_FOLDS = 10  # LFW View 2's person-disjoint folds (pairs.txt)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run; stored in every checkpoint so a run can be reproduced."""
@@ -26,6 +29,10 @@ class TrainConfig:
     faces: Faces = "funneled"  # how an LFW image becomes pixels before `preprocess` (train/faces.py)
     data: str = "lfw"  # what trains: LFW View 1, or "imagefolder:/abs/path" (train/folder.py; python -m train --data)
     protocol: Protocol = "restricted"
+    # 0: View 1 (DevTrain trains and validates, DevTest tests). k in 1..10 (unrestricted protocol): View 2's fold k
+    # tests (its 600 pairs of pairs.txt); the people named in the other nine folds' pairs, with all their images,
+    # train and validate; people named in no pair of pairs.txt are left out (they belong to no fold)
+    view2_fold: int = 0
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 1e-3
     momentum: float = 0.5  # sgd only
@@ -84,6 +91,7 @@ class TrainConfig:
         "images_per_identity": (lambda v: v >= 2, ">= 2 (a batch needs same-person pairs)"),
         "singletons_per_batch": (lambda v: v >= 0, ">= 0"),
         "neighbours": (lambda v: v == 0 or v >= 2, "0 (random batches) or >= 2"),
+        "view2_fold": (lambda v: 0 <= v <= VIEW2_FOLDS, f"0 (View 1) or a fold 1..{VIEW2_FOLDS} of View 2"),
         "margin": (lambda v: 0 <= v < 1, "in [0, 1)"),
         "margin_scale": (lambda v: v > 0, "> 0"),
     }
@@ -99,6 +107,9 @@ class TrainConfig:
                                       f"{self.protocol}, faces {self.faces}: choose an unrestricted preset such as "
                                       "fv-plain")
         check_input(self.model, self.preprocess)
+        if self.view2_fold and (self.protocol != "unrestricted" or self.data != "lfw"):
+            raise FaceverifyError(f"view2_fold={self.view2_fold} trains LFW identities: it needs protocol unrestricted "
+                                  f"and data lfw (preset {self.preset} has {self.protocol}, {self.data})")
         if self.neighbours and self.identities_per_batch % self.neighbours:
             raise FaceverifyError(f"neighbours={self.neighbours} must divide identities_per_batch="
                                   f"{self.identities_per_batch}: a batch holds whole groups of look-alike people")

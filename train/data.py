@@ -275,6 +275,8 @@ def protocol_splits(cfg: TrainConfig, source: Source, smoke: bool = False) -> Sp
     if isinstance(source, ImageFolder):
         return folder_splits(cfg, source.subset(SMOKE_PEOPLE) if smoke else source)
     lfw = source
+    if cfg.view2_fold:
+        return view2_splits(cfg, lfw, smoke)
     dev_train, dev_test = lfw.pairs("train"), lfw.pairs("test")
     if smoke:
         dev_train, dev_test = smoke_subset(dev_train, 2 * SMOKE_PAIRS), smoke_subset(dev_test)
@@ -288,6 +290,27 @@ def protocol_splits(cfg: TrainConfig, source: Source, smoke: bool = False) -> Sp
     train_people, val_people = split_people(list(people), cfg.val_fraction, cfg.seed)
     val_pairs = pairs_within(dev_train, val_people) + mined_pairs(people, val_people, cfg.seed)
     return Splits([], val_pairs, dev_test, {name: people[name] for name in sorted(train_people)})
+
+
+def view2_splits(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False) -> Splits:
+    """View 2's unrestricted protocol for fold `cfg.view2_fold`: its pairs test; the people named in the other
+    folds' pairs (all their images, per lfw-names.txt) train, a seeded tenth of them validates (their pairs of
+    the other folds and mined pairs), as View 1's DevTrain people do. The folds are person-disjoint; a person
+    named in fold k is never trained on, whatever other fold names them too."""
+    pairs = lfw.pairs("10fold")
+    test = [p for p in pairs if p.fold == cfg.view2_fold - 1]
+    rest = [p for p in pairs if p.fold != cfg.view2_fold - 1]
+    if not test:
+        raise FaceverifyError(f"view2_fold={cfg.view2_fold}: {lfw.pairs_path('10fold')} has no such fold")
+    if smoke:
+        test, rest = smoke_subset(test), smoke_subset(rest, 2 * SMOKE_PAIRS)
+    tested = {name for p in test for name in p.people}
+    counts = lfw.people("all")
+    names = sorted({name for p in rest for name in p.people} - tested)
+    people = {name: lfw.person_images(name, counts[name]) for name in names}
+    train_people, val_people = split_people(names, cfg.val_fraction, cfg.seed)
+    val_pairs = pairs_within(rest, val_people) + mined_pairs(people, val_people, cfg.seed)
+    return Splits([], val_pairs, test, {name: people[name] for name in sorted(train_people)})
 
 
 def folder_splits(cfg: TrainConfig, folder: ImageFolder) -> Splits:

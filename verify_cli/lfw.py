@@ -11,7 +11,7 @@ from verify_cli.errors import FaceverifyError, read_text
 BASE_FOLDER = "lfw-py"
 IMAGE_SETS = {"deepfunneled": "lfw-deepfunneled", "funneled": "lfw_funneled", "original": "lfw"}
 PAIRS_FILES = {"train": "pairsDevTrain.txt", "test": "pairsDevTest.txt", "10fold": "pairs.txt"}
-PEOPLE_FILES = {"train": "peopleDevTrain.txt", "test": "peopleDevTest.txt"}
+PEOPLE_FILES = {"train": "peopleDevTrain.txt", "test": "peopleDevTest.txt", "all": "lfw-names.txt"}
 DATA_ENV = "FACEVERIFY_DATA"
 DEFAULT_DATA_ROOT = Path("data/lfw")  # relative to the current folder; `make data` prepares it in a checkout
 DOWNLOAD_HINT = "prepare it with `make data` in a faceverify checkout, or pass --data-root / set FACEVERIFY_DATA"
@@ -174,7 +174,7 @@ class LFWRoot:
         return parse_pairs(self.pairs_path(split))
 
     def people(self, split: str) -> dict[str, int]:
-        """The people of `train` or `test` (View 1), name -> image count."""
+        """The people of `train` or `test` (View 1), or `all` of LFW (lfw-names.txt), name -> image count."""
         path = self.base / PEOPLE_FILES[split]
         return parse_people(path)
 
