@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -12,7 +11,7 @@ import torch
 from export.config import ExportConfig
 from models import SiameseNet
 from train.config import Faces, TrainConfig
-from train.data import Source, load_bank, protocol_splits, smoke_subset
+from train.data import Source, load_bank, validation_pairs
 from verify_cli.errors import FaceverifyError
 from verify_cli.lfw import Pair
 from verify_cli.preprocess import Preprocess, normalize
@@ -20,11 +19,8 @@ from verify_cli.runtime import Model
 
 
 def parity_pairs(cfg: TrainConfig, lfw: Source, config: ExportConfig) -> list[Pair]:
-    """The run's validation pairs, rebuilt from its configuration as training built them (a balanced subset on request)."""
-    pairs = protocol_splits(cfg, lfw).val
-    wanted = config.wanted_pairs
-    if wanted is not None and wanted < len(pairs):
-        pairs = smoke_subset(pairs, math.ceil(wanted / 2))[:wanted]
+    """The run's validation pairs (`train.data.validation_pairs`), enough of them and of both kinds for parity."""
+    pairs = validation_pairs(cfg, lfw, config.wanted_pairs)
     matched = sum(p.same for p in pairs)
     if len(pairs) < config.required_pairs:
         raise FaceverifyError(

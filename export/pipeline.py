@@ -119,7 +119,7 @@ def export_model(checkpoint_path: str | os.PathLike, out: str | os.PathLike, dat
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         console.print("operating point: FAR and TAR at the threshold on random and look-alike validation strangers")
-        props = {**props, modelmeta.K_OPERATING: as_json(operating_point(Path(tmp), data_root, config))}
+        props = {**props, modelmeta.K_OPERATING: as_json(operating_point(Path(tmp), data_root, config.wanted_pairs))}
         set_metadata(proto, props)
         onnx.save(proto, tmp)
         check_graph(tmp)

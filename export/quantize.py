@@ -33,7 +33,7 @@ from export.onnx_graph import check_graph
 from export.parity import Judged, pairs_source, parity_pairs
 from export.pipeline import check_roundtrip
 from export.summary import int8_table
-from train.config import TrainConfig
+from train.config import training_config
 from train.data import Source, load_bank, open_source, pair_set
 from verify_cli import modelmeta
 from verify_cli.cpu import MAX_EXACT_WEIGHT, this_cpu
@@ -44,7 +44,7 @@ from verify_cli.metrics import roc_auc
 from verify_cli.outputs import atomic_path
 from verify_cli.preprocess import normalize
 from verify_cli.runtime import Model, precision_paths
-from verify_cli.scoring import score_pairs
+from verify_cli.scoring import embed_all, score_pairs
 
 # The limits (issue 15): beyond either, the int8 model is refused and nothing is written.
 MIN_AGREEMENT = 0.99  # fraction of validation pairs int8 decides as fp32 does at the stored threshold, at least
@@ -132,22 +132,6 @@ class Calibration(CalibrationDataReader):
                 modelmeta.INPUT_B: np.ascontiguousarray(emb[::-1])}
 
 
-def training_config(model: Model) -> TrainConfig:
-    """The training configuration the model carries, from which its validation split is rebuilt."""
-    text = model.info.props.get(modelmeta.K_TRAINING)
-    if text is None:
-        raise FaceverifyError(f"{model.path}: no {modelmeta.K_TRAINING} metadata; its validation pairs cannot be rebuilt")
-    try:
-        cfg = TrainConfig.from_dict(json.loads(text))
-    except FaceverifyError as exc:
-        raise FaceverifyError(f"{model.path}: {exc.message}") from None
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise FaceverifyError(f"{model.path}: {modelmeta.K_TRAINING} unreadable ({type(exc).__name__}: {exc})") from None
-    if cfg.preprocess != model.info.preprocess:
-        raise FaceverifyError(f"{model.path}: its training configuration and its metadata preprocess differently")
-    return cfg
-
-
 def validation_set(model: Model, lfw: Source, config: ExportConfig) -> Validation:
     """The model's validation pairs (as the export's parity check rebuilds them), images read as training read them."""
     cfg = training_config(model)
@@ -155,11 +139,6 @@ def validation_set(model: Model, lfw: Source, config: ExportConfig) -> Validatio
     bank = load_bank(lfw, [p for pair in pairs for p in (pair.left, pair.right)], cfg.preprocess, cfg.faces)
     rows = pair_set(bank, pairs)
     return Validation(normalize(bank.pixels, cfg.preprocess), rows.left, rows.right, rows.labels, pairs_source(cfg))
-
-
-def embed_all(model: Model, images: np.ndarray) -> np.ndarray:
-    """Embeddings of every image, BATCH at a time."""
-    return np.concatenate([model.embed(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
 
 
 def head_nodes(proto: onnx.ModelProto) -> list[str]:

@@ -20,8 +20,8 @@ import typer
 
 from export.metadata import as_json, threshold_rule
 from export.pipeline import check_roundtrip
-from export.quantize import embed_all, training_config
 from train.calibration import MIXED_RULE, mixed_threshold
+from train.config import training_config
 from train.data import load_bank, open_source, pair_set, protocol_splits
 from train.lookalike import operating_record, scored
 from verify_cli import metrics, modelmeta
@@ -31,7 +31,7 @@ from verify_cli.lfw import resolve_data_root
 from verify_cli.outputs import check_output, write_atomic
 from verify_cli.preprocess import normalize
 from verify_cli.runtime import Model
-from verify_cli.scoring import score_pairs
+from verify_cli.scoring import embed_all, score_pairs
 
 
 def bce(probs: np.ndarray, same: np.ndarray) -> float:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 from models import ModelConfig
 from models.siamese import check_input
 from models.typed_config import Rules, check_fields, from_plain, show, with_overrides
+from verify_cli import modelmeta
 from verify_cli.errors import FaceverifyError
 from verify_cli.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from verify_cli.runtime import Model
 
 Protocol = Literal["restricted", "unrestricted"]  # DevTrain pairs only, or DevTrain identities
 Faces = Literal["funneled", "aligned"]  # LFW's deep-funneled crop, or each face found and aligned as serving does
@@ -216,3 +221,19 @@ def get_preset(name: str) -> TrainConfig:
 def describe_changes(row: PresetRow) -> str:
     """A row's changes as `key=value` lines, the way `--set` takes them."""
     return "\n".join(f"{key}={show(value)}" for key, value in row.changes.items())
+
+
+def training_config(model: Model) -> TrainConfig:
+    """The training configuration the model carries, from which its validation split is rebuilt."""
+    text = model.info.props.get(modelmeta.K_TRAINING)
+    if text is None:
+        raise FaceverifyError(f"{model.path}: no {modelmeta.K_TRAINING} metadata; its validation pairs cannot be rebuilt")
+    try:
+        cfg = TrainConfig.from_dict(json.loads(text))
+    except FaceverifyError as exc:
+        raise FaceverifyError(f"{model.path}: {exc.message}") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise FaceverifyError(f"{model.path}: {modelmeta.K_TRAINING} unreadable ({type(exc).__name__}: {exc})") from None
+    if cfg.preprocess != model.info.preprocess:
+        raise FaceverifyError(f"{model.path}: its training configuration and its metadata preprocess differently")
+    return cfg

@@ -313,6 +313,15 @@ def view2_splits(cfg: TrainConfig, lfw: LFWRoot, smoke: bool = False) -> Splits:
     return Splits([], val_pairs, test, {name: people[name] for name in sorted(train_people)})
 
 
+def validation_pairs(cfg: TrainConfig, source: Source, wanted: int | None = None) -> list[Pair]:
+    """A run's validation pairs, rebuilt from its configuration as training built them (export, int8 and the
+    look-alike figures read them); a balanced subset of `wanted` pairs on request."""
+    pairs = protocol_splits(cfg, source).val
+    if wanted is not None and wanted < len(pairs):
+        pairs = smoke_subset(pairs, math.ceil(wanted / 2))[:wanted]
+    return pairs
+
+
 def folder_splits(cfg: TrainConfig, folder: ImageFolder) -> Splits:
     """An image folder's split: a seeded tenth of its people validates (pairs mined among them), no test pairs."""
     train_people, val_people = split_people(list(folder.people), cfg.val_fraction, cfg.seed)

@@ -29,7 +29,6 @@ from verify_cli.errors import entry_point
 from verify_cli.lfw import Pair, person_of
 
 if TYPE_CHECKING:
-    from export.config import ExportConfig
     from train.data import ImageBank, PairSet
 
 GRID = 4  # cells per side of the descriptor's grid
@@ -131,22 +130,20 @@ def lookalike_set(bank: ImageBank, val: PairSet) -> PairSet:
                    np.r_[np.ones(int(same.sum()), np.float32), np.zeros(len(strangers), np.float32)])
 
 
-def scored(model_path: Path, data_root: Path, config: ExportConfig | None = None
+def scored(model_path: Path, data_root: Path, wanted: int | None = None
            ) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """An ONNX model's stored threshold, and its probabilities and truths on its run's random validation pairs and
-    on look-alike strangers beside the same same-person pairs."""
-    from export.config import ExportConfig
-    from export.parity import parity_pairs
-    from export.quantize import embed_all, training_config
-    from train.data import load_bank, open_source, pair_set
+    """An ONNX model's stored threshold, and its probabilities and truths on its run's random validation pairs
+    (`wanted` of them, balanced, on request) and on look-alike strangers beside the same same-person pairs."""
+    from train.config import training_config
+    from train.data import load_bank, open_source, pair_set, validation_pairs
     from verify_cli.preprocess import normalize
     from verify_cli.runtime import Model
-    from verify_cli.scoring import score_pairs
+    from verify_cli.scoring import embed_all, score_pairs
 
     model = Model(model_path, provider="cpu")
     cfg = training_config(model)
     source = open_source(cfg, data_root)
-    val = parity_pairs(cfg, source, config or ExportConfig())
+    val = validation_pairs(cfg, source, wanted)
     bank = load_bank(source, sorted({p for pair in val for p in (pair.left, pair.right)}), cfg.preprocess, cfg.faces)
     embeddings = embed_all(model, normalize(bank.pixels, cfg.preprocess))
     random = pair_set(bank, val)
@@ -194,9 +191,9 @@ def operating_record(threshold: float, found: dict[str, tuple[np.ndarray, np.nda
             **{name: asdict(figures(p, y, threshold)) for name, (p, y) in found.items()}}
 
 
-def operating_point(model_path: Path, data_root: Path, config: ExportConfig | None = None) -> dict:
+def operating_point(model_path: Path, data_root: Path, wanted: int | None = None) -> dict:
     """The operating point of an ONNX model's stored threshold (`operating_record`)."""
-    return operating_record(*scored(model_path, data_root, config))
+    return operating_record(*scored(model_path, data_root, wanted))
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -33,6 +33,11 @@ BATCH_SIZE = 64
 SCORE_CHUNK = 4096
 
 
+def embed_all(model: Model, images: np.ndarray, batch: int = BATCH_SIZE) -> np.ndarray:
+    """Embeddings of already preprocessed images (N, C, H, W), `batch` at a time."""
+    return np.concatenate([model.embed(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
 def default_workers() -> int:
     """Decode threads: the cores this process may use, at most 8 (Pillow releases the GIL while decoding)."""
     try:
