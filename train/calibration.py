@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from models import SiameseNet
 from models.heads import CosineHead
 from train.data import ImageBank, PairSet
+from train.loop import pair_embeddings
 from verify_cli import metrics
 from verify_cli.preprocess import Preprocess
 
@@ -30,8 +31,6 @@ MIXED_WEIGHTS = (0.5, 0.25, 0.25)
 
 def calibrate_head(model: SiameseNet, bank: ImageBank, pairs: PairSet, spec: Preprocess, device: torch.device) -> bool:
     """Refit a cosine head's scale and bias on validation pairs (people training never saw); False for other heads."""
-    from train.loop import pair_embeddings
-
     if not isinstance(model.head, CosineHead):
         return False
     [(a, b)] = pair_embeddings(model, bank, [pairs], spec, device)
