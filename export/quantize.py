@@ -50,15 +50,12 @@ from verify_cli.scoring import embed_all, score_pairs
 MIN_AGREEMENT = 0.99  # fraction of validation pairs int8 decides as fp32 does at the stored threshold, at least
 MAX_AUC_DROP = 0.005  # fp32's validation ROC AUC minus int8's, at most
 
-# The choices, measured on the bundled fv-patches model (its 4,126 validation pairs), u8 activations x s8 weights:
-# - weights in 7 bits ([-64, 64], ONNX Runtime's reduce_range). Without VNNI, the u8 x s8 kernels (AVX2, AVX-512)
-#   add two products into a saturating 16-bit sum (VPMADDUBSW); 8-bit weights overflowed it on an AVX2-only AMD EPYC
-#   (94.98% of decisions as fp32's, |p - p_fp32| up to 0.82), 7-bit weights cannot (2 * 255 * 64 = 32,640 < 32,767):
-#   every kernel computes the exact integers, VNNI's included, and 99.85% of decisions were fp32's there.
-# - u8 x u8 (also exact) agreed as well (99.88%) but ran at 1.16x fp32 against 7-bit u8 x s8's 1.78x (batch 64, 2
-#   threads, same machine); s8 x s8 ran at 0.88x fp32 on AVX-512 VNNI.
-# - every tower op ONNX Runtime quantizes is quantized; MinMax calibration (Entropy and Percentile histograms fail on
-#   the constant tensors of the ops beside Conv/MatMul, and were no closer on Conv/MatMul alone).
+# The choices (their measurements: docs/research.md, "The int8 model"), u8 activations x s8 weights:
+# - weights in 7 bits ([-64, 64], ONNX Runtime's reduce_range). Without VNNI the u8 x s8 kernels (AVX2, AVX-512)
+#   add two products into a saturating 16-bit sum (VPMADDUBSW), which 8-bit weights overflow and 7-bit weights
+#   cannot (2 * 255 * 64 = 32,640 < 32,767): every kernel, VNNI's included, computes the exact integers.
+# - u8 x u8, also exact, is slower; every tower op ONNX Runtime quantizes is quantized, with MinMax calibration
+#   (Entropy and Percentile histograms fail on the constant tensors of the ops beside Conv/MatMul).
 ACTIVATIONS = QuantType.QUInt8
 WEIGHTS = QuantType.QInt8  # per output channel, symmetric
 REDUCE_RANGE = True  # weights in [-64, 64]

@@ -60,8 +60,8 @@ class TrainConfig:
     erase: float = 0.0  # probability of random erasing (one noise rectangle, 2-25% of the image), training only
     seed: int = 0
     # bf16: training steps run under bfloat16 autocast (weights, losses, validation, calibration and threshold
-    # stay float32); about 2.8x faster per step on CPUs with AVX-512 BF16 or AMX, and slower than fp32 where bfloat16
-    # is emulated. auto: bf16 where the device computes it natively, else fp32 (verify_cli.cpu.training_precision);
+    # stay float32): faster per step on CPUs with AVX-512 BF16 or AMX, slower than fp32 where bfloat16 is emulated
+    # (docs/research.md, "Training precision"). auto: bf16 where the device computes it natively, else fp32 (verify_cli.cpu.training_precision);
     # a run records the precision it resolved to
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     ema: float = 0.0  # decay of an exponential moving average of the weights (buffers too), updated every step;
