@@ -446,6 +446,9 @@ def test_threshold_rules_score_both_rules_on_held_out_halves(default_run: dict, 
     accuracies = [report[rule]["held_out_accuracy"] for rule in ("calibrated", "argmax")]
     assert all(0.3 < a < 1 for a in accuracies)  # scored on pairs of people the thresholds never saw
     assert report["calibrated_minus_argmax"]["mean"] == pytest.approx(accuracies[0] - accuracies[1])
+    mixed = report["mixed"]  # the look-alike rule, scored on the same held-out halves
+    assert mixed["rule"] == calibration.MIXED_RULE and 0.3 < mixed["held_out_accuracy"] < 1
+    assert all(0 <= report[r]["held_out_mixed_accuracy"] <= 1 for r in ("calibrated", "argmax", "mixed"))
     with pytest.raises(FaceverifyError, match="cosine head"):
         threshold_rules(tiny_run / "best.pt", data_root, halvings=1)  # Koch's L1 head has no calibration to compare
 

@@ -4,9 +4,9 @@ finalize computes them (head calibrated and threshold chosen on the validation p
 What a README ablation row needs from one checkpoint: `--no-flip` scores it without the mirror-averaged
 embedding. `--pairs-out FILE` writes the run's validation pairs as an LFW View 1 file (equal classes: the
 larger class is cut to the smaller's size), so an exported model can be scored on them with
-`faceverify evaluate --no-detect --pairs FILE`. `--threshold-rules` shows why the stored threshold is 0.5 on the
-calibrated probability: on random halves of the validation people it holds out better than the threshold that
-maximises accuracy on the half it was chosen on.
+`faceverify evaluate --no-detect --pairs FILE`. `--threshold-rules` compares the threshold rules on random halves
+of the validation people, each chosen on one half and scored on the other: probability 0.5 of the calibrated head,
+the accuracy-maximising threshold, and the look-alike rule the stored threshold follows.
 """
 
 from __future__ import annotations
@@ -74,13 +74,16 @@ def validate(checkpoint_path: Path, data_root: Path, flip: bool | None = None, p
 
 def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100) -> dict:
     """How well each threshold rule holds out: the validation people are split in random halves; on the pairs
-    within one half the head is calibrated and both thresholds are chosen, and they are scored on the pairs within
-    the other (pairs across the halves are left out). Mean held-out accuracy of each rule over `halvings` splits."""
+    within one half the head is calibrated and every rule's threshold is chosen, and they are scored on the pairs
+    within the other (pairs across the halves are left out). Per rule, the mean over `halvings` splits of the
+    held-out accuracy on random pairs, the look-alike strangers accepted, and the mixed accuracy (same-person pairs
+    1/2, random strangers 1/4, look-alike strangers 1/4: what the look-alike rule maximises)."""
     import numpy as np
     import torch
 
     from models.heads import CosineHead
-    from train.calibration import ARGMAX_RULE, CALIBRATED_RULE, fit_head
+    from train.calibration import ARGMAX_RULE, CALIBRATED_RULE, MIXED_RULE, MIXED_WEIGHTS, decision_threshold, fit_head
+    from train.lookalike import lookalike_set
     from train.loop import pair_embeddings
     from verify_cli import metrics
 
@@ -88,27 +91,49 @@ def threshold_rules(checkpoint_path: Path, data_root: Path, halvings: int = 100)
     if not isinstance(model.head, CosineHead):
         raise FaceverifyError(f"{checkpoint_path}: threshold rules compare calibrations of a cosine head; this model "
                               f"has a {type(model.head).__name__}")
-    [(a, b)] = pair_embeddings(model, bank, [pairs], cfg.preprocess, torch.device("cpu"))
+    alike = lookalike_set(bank, pairs)
+    strangers = alike.labels < 0.5
+    (a, b), (c, d) = pair_embeddings(model, bank, [pairs, alike], cfg.preprocess, torch.device("cpu"))
+    c, d = c[strangers], d[strangers]
     labels = torch.from_numpy(pairs.labels)
     left, right = np.array([person_of(p.left) for p in val]), np.array([person_of(p.right) for p in val])
+    alike_left = np.array([person_of(bank.paths[r]) for r in alike.left[strangers]])
+    alike_right = np.array([person_of(bank.paths[r]) for r in alike.right[strangers]])
     people = np.unique(np.concatenate([left, right]))
     rng = np.random.default_rng(0)
     head = CosineHead(a.shape[1])
-    accuracy: dict[str, list[float]] = {"calibrated": [], "argmax": []}
+    rules = {"calibrated": CALIBRATED_RULE, "argmax": ARGMAX_RULE, "mixed": MIXED_RULE}
+    held_out: dict[str, dict[str, list[float]]] = {r: {"accuracy": [], "lookalike_far": [], "mixed_accuracy": []}
+                                                  for r in rules}
     truth = pairs.labels > 0.5
+    w_same, w_random, w_alike = MIXED_WEIGHTS
     for _ in range(halvings):
         half = rng.choice(people, people.size // 2, replace=False)
         left_in, right_in = np.isin(left, half), np.isin(right, half)
         fit, held = left_in & right_in, ~left_in & ~right_in  # pairs across the halves are left out
+        a_in, b_in = np.isin(alike_left, half), np.isin(alike_right, half)
+        alike_fit, alike_held = a_in & b_in, ~a_in & ~b_in
         fit_head(head, a[fit], b[fit], labels[fit])
         with torch.no_grad():
             probs = torch.sigmoid(head(a, b)).double().numpy()
-        for rule, t in (("calibrated", 0.5), ("argmax", metrics.best_threshold(probs[fit], pairs.labels[fit]))):
-            accuracy[rule].append(float(np.mean((probs[held] >= t) == truth[held])))
-    gain = np.array(accuracy["calibrated"]) - np.array(accuracy["argmax"])
+            alike_probs = torch.sigmoid(head(c, d)).double().numpy()
+        chosen = {"calibrated": 0.5, "argmax": metrics.best_threshold(probs[fit], pairs.labels[fit]),
+                  "mixed": decision_threshold(probs[fit], pairs.labels[fit], True,
+                                              (alike_probs[alike_fit], np.zeros(int(alike_fit.sum()))))[0]}
+        for rule, t in chosen.items():
+            accept, alike_accept = probs[held] >= t, alike_probs[alike_held] >= t
+            far_alike = float(np.mean(alike_accept))
+            held_out[rule]["accuracy"].append(float(np.mean(accept == truth[held])))
+            held_out[rule]["lookalike_far"].append(far_alike)
+            held_out[rule]["mixed_accuracy"].append(
+                w_same * float(np.mean(accept[truth[held]])) + w_random * float(np.mean(~accept[~truth[held]]))
+                + w_alike * (1 - far_alike))
+    gain = np.array(held_out["calibrated"]["accuracy"]) - np.array(held_out["argmax"]["accuracy"])
     return {"preset": cfg.preset, "seed": cfg.seed, "halvings": halvings,
-            "calibrated": {"rule": CALIBRATED_RULE, "held_out_accuracy": float(np.mean(accuracy["calibrated"]))},
-            "argmax": {"rule": ARGMAX_RULE, "held_out_accuracy": float(np.mean(accuracy["argmax"]))},
+            **{rule: {"rule": text, "held_out_accuracy": float(np.mean(held_out[rule]["accuracy"])),
+                      "held_out_lookalike_far": float(np.mean(held_out[rule]["lookalike_far"])),
+                      "held_out_mixed_accuracy": float(np.mean(held_out[rule]["mixed_accuracy"]))}
+               for rule, text in rules.items()},
             "calibrated_minus_argmax": {"mean": float(gain.mean()), "sd": float(gain.std(ddof=1)),
                                         "halvings_not_worse": int((gain >= 0).sum())}}
 
