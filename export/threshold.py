@@ -21,17 +21,16 @@ import typer
 from export.metadata import as_json, threshold_rule
 from export.pipeline import check_roundtrip
 from train.calibration import MIXED_RULE, mixed_threshold
-from train.config import training_config
-from train.data import load_bank, open_source, pair_set, protocol_splits
-from train.lookalike import operating_record, scored
+from train.config import TrainConfig, training_config
+from train.data import Source, open_source, protocol_splits
+from train.lookalike import embedded_pairs, operating_record, scored
 from verify_cli import metrics, modelmeta
 from verify_cli.cli.options import DataRootOption
 from verify_cli.errors import FaceverifyError, entry_point
 from verify_cli.lfw import resolve_data_root
 from verify_cli.outputs import check_output, write_atomic
-from verify_cli.preprocess import normalize
 from verify_cli.runtime import Model
-from verify_cli.scoring import embed_all, score_pairs
+from verify_cli.scoring import score_pairs
 
 
 def bce(probs: np.ndarray, same: np.ndarray) -> float:
@@ -40,15 +39,10 @@ def bce(probs: np.ndarray, same: np.ndarray) -> float:
     return float(-np.mean(np.where(same, np.log(p), np.log1p(-p))))
 
 
-def devtest_report(model: Model, data_root: Path, threshold: float) -> dict:
+def devtest_report(model: Model, cfg: TrainConfig, source: Source, threshold: float) -> dict:
     """pairsDevTest scored once at `threshold`, read as the model's training read its images."""
-    cfg = training_config(model)
-    source = open_source(cfg, data_root)
-    test = protocol_splits(cfg, source).test
-    bank = load_bank(source, sorted({p for pair in test for p in (pair.left, pair.right)}), cfg.preprocess, cfg.faces)
-    pairs = pair_set(bank, test)
-    probs = score_pairs(model, embed_all(model, normalize(bank.pixels, cfg.preprocess)), pairs.left, pairs.right)
-    same = pairs.labels > 0.5
+    _, pairs, embeddings = embedded_pairs(model, cfg, source, protocol_splits(cfg, source).test)
+    probs, same = score_pairs(model, embeddings, pairs.left, pairs.right), pairs.labels > 0.5
     return {"loss": bce(probs, same), **metrics.report(probs, same, threshold).as_dict()}
 
 
@@ -63,7 +57,7 @@ def rethreshold(model_path: Path, data_root: Path, out: Path, report_test: bool 
     if cfg.model.head != "cosine":  # training calibrates cosine heads on validation, and only those
         raise FaceverifyError(f"{model_path}: a {cfg.model.head} head is not calibrated on validation pairs; the "
                               "rule applies to calibrated cosine heads")
-    _, found = scored(model_path, data_root)
+    _, found = scored(model, data_root)
     (probs, same), (alike_probs, alike_same) = found["random"], found["lookalike"]
     threshold = mixed_threshold(probs, same, alike_probs[~alike_same])
     validation = {**json.loads(props.get(modelmeta.K_VALIDATION, "{}")), "loss": bce(probs, same),
@@ -77,7 +71,7 @@ def rethreshold(model_path: Path, data_root: Path, out: Path, report_test: bool 
         modelmeta.K_OPERATING: as_json(operating_record(threshold, found)),
     }
     if report_test:
-        changes[modelmeta.K_DEVTEST] = as_json(devtest_report(model, data_root, threshold))
+        changes[modelmeta.K_DEVTEST] = as_json(devtest_report(model, cfg, open_source(cfg, data_root), threshold))
     new_props = {**props, **changes}
     write_atomic(out, modelmeta.with_metadata(model_path.read_bytes(), new_props, str(model_path)))
     check_roundtrip(out, new_props)

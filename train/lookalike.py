@@ -29,7 +29,9 @@ from verify_cli.errors import entry_point
 from verify_cli.lfw import Pair, person_of
 
 if TYPE_CHECKING:
-    from train.data import ImageBank, PairSet
+    from train.config import TrainConfig
+    from train.data import ImageBank, PairSet, Source
+    from verify_cli.runtime import Model
 
 GRID = 4  # cells per side of the descriptor's grid
 BINS = 59  # the 58 uniform 8-neighbour patterns and one bin for the rest
@@ -130,23 +132,33 @@ def lookalike_set(bank: ImageBank, val: PairSet) -> PairSet:
                    np.r_[np.ones(int(same.sum()), np.float32), np.zeros(len(strangers), np.float32)])
 
 
-def scored(model_path: Path, data_root: Path, wanted: int | None = None
-           ) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """An ONNX model's stored threshold, and its probabilities and truths on its run's random validation pairs
-    (`wanted` of them, balanced, on request) and on look-alike strangers beside the same same-person pairs."""
-    from train.config import training_config
-    from train.data import load_bank, open_source, pair_set, validation_pairs
+def embedded_pairs(model: Model, cfg: TrainConfig, source: Source, pairs: list[Pair]
+                   ) -> tuple[ImageBank, PairSet, np.ndarray]:
+    """LFW pairs as the model's training read their images: the bank, the pairs as its rows, and the ONNX
+    model's embedding of every image (each embedded once)."""
+    from train.data import load_bank, pair_set
     from verify_cli.preprocess import normalize
-    from verify_cli.runtime import Model
-    from verify_cli.scoring import embed_all, score_pairs
+    from verify_cli.scoring import embed_all
 
-    model = Model(model_path, provider="cpu")
+    bank = load_bank(source, sorted({p for pair in pairs for p in (pair.left, pair.right)}), cfg.preprocess, cfg.faces)
+    return bank, pair_set(bank, pairs), embed_all(model, normalize(bank.pixels, cfg.preprocess))
+
+
+def scored(model: Path | Model, data_root: Path, wanted: int | None = None
+           ) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """An ONNX model's (a path, or one loaded) stored threshold, and its probabilities and truths on its run's
+    random validation pairs (`wanted` of them, balanced, on request) and on look-alike strangers beside the same
+    same-person pairs."""
+    from train.config import training_config
+    from train.data import open_source, validation_pairs
+    from verify_cli.runtime import Model
+    from verify_cli.scoring import score_pairs
+
+    if not isinstance(model, Model):
+        model = Model(model, provider="cpu")
     cfg = training_config(model)
     source = open_source(cfg, data_root)
-    val = validation_pairs(cfg, source, wanted)
-    bank = load_bank(source, sorted({p for pair in val for p in (pair.left, pair.right)}), cfg.preprocess, cfg.faces)
-    embeddings = embed_all(model, normalize(bank.pixels, cfg.preprocess))
-    random = pair_set(bank, val)
+    bank, random, embeddings = embedded_pairs(model, cfg, source, validation_pairs(cfg, source, wanted))
     return model.threshold, {name: (score_pairs(model, embeddings, pairs.left, pairs.right), pairs.labels > 0.5)
                              for name, pairs in (("random", random), ("lookalike", lookalike_set(bank, random)))}
 
